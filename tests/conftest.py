@@ -6,7 +6,10 @@ in seconds.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,45 @@ def model_copy(tmp_path: Path, tiny_model_dir: Path) -> Path:
     target = tmp_path / "model"
     shutil.copytree(tiny_model_dir, target)
     return target
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(worker_id: str) -> Iterator[str]:
+    """A real Kafka broker: COPE_KAFKA_BOOTSTRAP if set, else the local script's.
+
+    `make test` starts the broker once and sets the variable for every xdist
+    worker; run alone, the fixture starts it and stops it again at the end.
+    """
+    given = os.environ.get("COPE_KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    script = str(REPO_ROOT / "deploy" / "local" / "kafka")
+    started = subprocess.run([script, "start"], capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"local Kafka did not start:\n{started.stderr[-3000:]}")
+    yield started.stdout.strip().splitlines()[-1]
+    if worker_id == "master":  # under xdist another worker may still use it
+        subprocess.run([script, "stop"], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def worker_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """The tiny model with a 512-token window, so library policies fit (fast to run)."""
+    from worker.model.export import export_model
+
+    out = tmp_path_factory.mktemp("worker-model")
+    export_model(
+        tiny_checkpoint,
+        out,
+        name="tiny-512",
+        version="0.0.1",
+        max_length=512,
+        max_policy_tokens=400,
+        threshold=0.5,
+        variants=("int8",),
+    )
+    return out

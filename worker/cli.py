@@ -72,6 +72,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from worker.model.train import main as train_main
+
+    forwarded = [
+        str(args.out),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--policies",
+        args.policies,
+    ]
+    if args.data_dir:
+        forwarded += ["--data-dir", args.data_dir]
+    if args.stop_at:
+        forwarded += ["--stop-at", str(args.stop_at)]
+    train_main(forwarded)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
@@ -179,6 +201,90 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from worker.consumers.live import LiveWorker
+    from worker.model.runtime import load_classifier
+    from worker.observability import configure_logging, serve_http
+    from worker.policies import library_snapshot
+    from worker.schemas import ModelRef
+
+    configure_logging()
+    settings = _settings(args)
+    classifier = load_classifier(settings)
+    snapshot = library_snapshot(settings.default_policy_ids, settings.decision_threshold)
+    for policy in snapshot.policies.values():  # refuse at start-up, not per event
+        classifier.tokenizer.encode_policy(policy.text)
+    model = ModelRef(
+        name=classifier.manifest.name,
+        version=classifier.manifest.version,
+        sha256=classifier.model_sha256,
+    )
+    worker = LiveWorker(settings, classifier, model, lambda: snapshot)
+    if settings.metrics_port:
+        serve_http(settings.metrics_port, worker.metrics, worker.health)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    worker.run()
+    return 0
+
+
+def _cmd_topics_create(args: argparse.Namespace) -> int:
+    from worker.consumers.admin import ensure_topics
+
+    created = ensure_topics(_settings(args), partitions=args.partitions)
+    print(json.dumps({"created": created}))
+    return 0
+
+
+def _cmd_demo_feed(args: argparse.Namespace) -> int:
+    from worker.consumers.demo import feed_and_watch
+
+    labelled = feed_and_watch(_settings(args), args.files, timeout_s=args.timeout)
+    print(f"{labelled} labels received")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import asdict
+
+    from worker.model.evaluate import binary_metrics, read_rows
+    from worker.model.runtime import load_classifier
+    from worker.model.tokenize import sha256_text
+
+    _, policy = _policy_text(args.policy)
+    rows = read_rows(args.data, args.label_field, args.text_field, args.id_field)
+    if not rows:
+        raise CopeError(f"{args.data}: no rows with a {args.label_field!r} field")
+    classifier = load_classifier(_settings(args))
+    threshold = classifier.manifest.threshold if args.threshold is None else args.threshold
+    began = time.perf_counter()
+    scores = classifier.predict([(policy, row.text) for row in rows]).tolist()
+    pairs_per_s = len(rows) / (time.perf_counter() - began)
+    metrics = binary_metrics([row.label for row in rows], scores, threshold)
+    if args.predictions_out:
+        with open(args.predictions_out, "w", encoding="utf-8") as handle:
+            for row, score in zip(rows, scores, strict=True):
+                handle.write(
+                    json.dumps({"id": row.row_id, "score": score, "label": int(score >= threshold)})
+                    + "\n"
+                )
+    report = {
+        **asdict(metrics),
+        "model_version": classifier.manifest.version,
+        "policy_sha256": sha256_text(policy),
+        "pairs_per_s": round(pairs_per_s, 2),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, value in report.items():
+            print(f"{name:>14}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cope", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -200,9 +306,53 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--variants", default="fp32,fp16,int8")
     export.add_argument("--seed", type=int, default=0)
     export.set_defaults(handler=_cmd_export)
+    train = model_commands.add_parser(
+        "train", help="fine-tune on contradictory pairs (resumable; run in the background)"
+    )
+    train.add_argument("out", type=Path, help="run folder; an existing run resumes")
+    train.add_argument("--steps", type=int, default=1000, help="length of the whole schedule")
+    train.add_argument("--stop-at", type=int, help="end this run at this step")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--max-length", type=int, default=512)
+    train.add_argument("--data-dir", help="labelled data (default: ../shared/data)")
+    train.add_argument(
+        "--policies",
+        default="sexual,hate,violence,harassment,self-harm,sexual-minors,hate-threatening,"
+        "violence-graphic,offensive-language",
+    )
+    train.set_defaults(handler=_cmd_train)
     info = model_commands.add_parser("info", help="manifest, verified hashes, providers")
     _model_options(info)
     info.set_defaults(handler=_cmd_info)
+
+    worker = commands.add_parser("worker", help="the streaming worker")
+    worker_commands = worker.add_subparsers(dest="worker_command", required=True)
+    run = worker_commands.add_parser("run", help="consume, label, produce (settings: COPE_*)")
+    _model_options(run)
+    run.set_defaults(handler=_cmd_worker_run)
+
+    topics = commands.add_parser("topics", help="Kafka topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    create = topics_commands.add_parser("create", help="create content/label/DLQ topics")
+    create.add_argument("--partitions", type=int, default=3)
+    create.set_defaults(handler=_cmd_topics_create)
+
+    evaluate = commands.add_parser("eval", help="accuracy under one policy on labelled JSONL")
+    evaluate.add_argument("--policy", required=True, help="policy .md file or library id")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--label-field", required=True)
+    evaluate.add_argument("--text-field", default="text")
+    evaluate.add_argument("--id-field", default="id")
+    evaluate.add_argument("--threshold", type=float)
+    evaluate.add_argument("--predictions-out", type=Path)
+    evaluate.add_argument("--json", action="store_true")
+    _model_options(evaluate)
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    demo = commands.add_parser("demo", help="publish sample events and watch their labels")
+    demo.add_argument("files", type=Path, nargs="+", help="JSONL content events")
+    demo.add_argument("--timeout", type=float, default=300.0)
+    demo.set_defaults(handler=_cmd_demo_feed)
 
     label = commands.add_parser("label", help="score texts under policies")
     label.add_argument("texts", nargs="*", help="texts to label")

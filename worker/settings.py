@@ -6,6 +6,7 @@ that Helm can set every option as an environment variable.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -46,3 +47,33 @@ class Settings(BaseSettings):
     window_stride: int = Field(
         default=64, ge=0, description="Tokens shared by consecutive windows of long content."
     )
+
+    # Kafka: names from the design's Contracts section.
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", min_length=1)
+    kafka_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka options passed through untouched (JSON), e.g. security.",
+    )
+    content_topic: str = "content.events"
+    labels_topic: str = "content.labels"
+    dlq_topic: str = "content.dlq"
+    group_id: str = "cope-worker"
+    transactional_id: str = Field(
+        default_factory=lambda: f"cope-worker-{socket.gethostname()}",
+        description="Stable per worker instance, so a restarted worker fences its zombie.",
+    )
+    batch_max_events: int = Field(default=64, ge=1, le=10_000)
+    batch_max_wait_ms: int = Field(default=250, ge=1)
+    batch_time_budget_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Target seconds of inference per batch; the batch size adapts to it.",
+    )
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    default_policy_ids: list[str] = Field(
+        default_factory=lambda: ["hate", "harassment", "violence", "self-harm", "sexual"]
+    )
+    decision_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    max_text_chars: int = Field(default=20_000, ge=1)
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the server.")

@@ -205,3 +205,80 @@ def test_export_rejects_an_unknown_variant(
     )
     assert code == 2
     assert "unknown variant 'int4'" in capsys.readouterr().err
+
+
+def test_eval_reports_the_contract_fields_and_writes_predictions(
+    tiny_model_dir: Path,
+    policies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = tmp_path / "data.jsonl"
+    rows = [
+        {"id": f"r{i}", "text": f"text {i} pizza" if i % 2 else f"text {i}", "food": i % 2}
+        for i in range(10)
+    ]
+    rows.append({"id": "unlabelled", "text": "skipped"})
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    predictions = tmp_path / "pred.jsonl"
+    code = main(
+        [
+            "eval",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--provider",
+            "cpu",
+            "--policy",
+            policies["food"],
+            "--data",
+            str(data),
+            "--label-field",
+            "food",
+            "--predictions-out",
+            str(predictions),
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {
+        "n",
+        "positives",
+        "precision",
+        "recall",
+        "f1",
+        "auroc",
+        "threshold",
+        "model_version",
+        "policy_sha256",
+        "pairs_per_s",
+    }
+    assert (report["n"], report["positives"]) == (10, 5)
+    written = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [row["id"] for row in written] == [f"r{i}" for i in range(10)]
+    assert all(set(row) == {"id", "score", "label"} for row in written)
+
+
+def test_eval_names_the_bad_line(
+    tiny_model_dir: Path,
+    policies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "a", "y": 1}\n{"text": "", "y": 0}\n')
+    code = main(
+        [
+            "eval",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--policy",
+            policies["food"],
+            "--data",
+            str(data),
+            "--label-field",
+            "y",
+        ]
+    )
+    assert code == 2
+    assert f"{data}:2: missing or empty 'text'" in capsys.readouterr().err

@@ -1,0 +1,195 @@
+"""The live worker against a real Kafka broker: exactly-once labels and dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.kafka_support import create_topics, produce, read_committed, unique_prefix
+from worker.consumers.live import LiveWorker
+from worker.model.runtime import load_classifier
+from worker.policies import library_snapshot
+from worker.schemas import ModelRef
+from worker.settings import Settings
+
+POLICIES = ["hate", "violence"]
+
+
+def _settings(bootstrap: str, prefix: str, model_dir: Path, **extra: object) -> Settings:
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        content_topic=f"{prefix}.events",
+        labels_topic=f"{prefix}.labels",
+        dlq_topic=f"{prefix}.dlq",
+        group_id=f"{prefix}-group",
+        model_dir=model_dir,
+        provider="cpu",
+        default_policy_ids=POLICIES,
+        max_text_chars=2000,
+        batch_max_wait_ms=100,
+        metrics_port=0,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _topics(bootstrap: str, prefix: str) -> None:
+    create_topics(bootstrap, [f"{prefix}.events", f"{prefix}.labels", f"{prefix}.dlq"])
+
+
+def _event(content_id: str, text: str = "an ordinary sentence", **fields: object) -> bytes:
+    return json.dumps({"id": content_id, "text": text, **fields}).encode()
+
+
+class RunningWorker:
+    """A LiveWorker on a thread, stopped (and joined) on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        classifier = load_classifier(settings)
+        model = ModelRef(
+            name=classifier.manifest.name,
+            version=classifier.manifest.version,
+            sha256=classifier.model_sha256,
+        )
+        snapshot = library_snapshot(settings.default_policy_ids, settings.decision_threshold)
+        self.worker = LiveWorker(settings, classifier, model, lambda: snapshot)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> LiveWorker:
+        def run() -> None:
+            try:
+                self.worker.run()
+            except BaseException as exc:  # surfaced by __exit__
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.thread is not None
+        self.worker.stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "worker did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
+    kafka_bootstrap: str, worker_model_dir: Path
+) -> None:
+    prefix = unique_prefix()
+    _topics(kafka_bootstrap, prefix)
+    good = [(f"c{i}".encode(), _event(f"c{i}", metadata={"n": i})) for i in range(30)]
+    bad = [
+        (b"b1", b"{not json"),
+        (b"b2", b"\xff\xfe not utf-8"),
+        (b"b3", json.dumps({"text": "no id"}).encode()),
+        (b"b4", _event("b4", text="x" * 5000)),
+        (b"b5", _event("b5", policy_ids=["no-such-policy"])),
+        (b"b6", None),
+    ]
+    produce(kafka_bootstrap, f"{prefix}.events", good[:15] + bad + good[15:])
+    settings = _settings(kafka_bootstrap, prefix, worker_model_dir)
+    with RunningWorker(settings) as worker:
+        labels = read_committed(kafka_bootstrap, f"{prefix}.labels", expected=len(good))
+        letters = read_committed(kafka_bootstrap, f"{prefix}.dlq", expected=len(bad))
+        assert worker.health.ready()
+    counts = Counter(key for key, _ in labels)
+    assert counts == Counter(key for key, _ in good)  # each exactly once
+    record = json.loads(labels[0][1])
+    assert [result["policy_id"] for result in record["results"]] == POLICIES
+    assert all(
+        result["policy_version"] == 1 and len(result["policy_sha256"]) == 64
+        for result in record["results"]
+    )
+    assert record["model"]["name"] == "tiny-512"
+    assert record["source"]["topic"] == f"{prefix}.events"
+    assert record["metadata"]["n"] == int(record["content_id"][1:])
+    reasons = {key: json.loads(value)["reason"] for key, value in letters}
+    assert reasons == {
+        b"b1": "bad_json",
+        b"b2": "bad_utf8",
+        b"b3": "invalid_event",
+        b"b4": "oversized_text",
+        b"b5": "unknown_policy",
+        b"b6": "invalid_event",
+    }
+    letter = json.loads(dict(letters)[b"b2"])
+    assert letter["original_value_b64"] == "//4gbm90IHV0Zi04"  # the original bytes, intact
+    assert letter["source"]["offset"] >= 0
+    assert worker.metrics.dead_letters.labels("bad_json")._value.get() == 1
+
+
+def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
+    kafka_bootstrap: str, worker_model_dir: Path
+) -> None:
+    prefix = unique_prefix()
+    _topics(kafka_bootstrap, prefix)
+    events = [(f"e{i}".encode(), _event(f"e{i}")) for i in range(60)]
+    produce(kafka_bootstrap, f"{prefix}.events", events[:30])
+    first = _settings(kafka_bootstrap, prefix, worker_model_dir, transactional_id=f"{prefix}-a")
+    second = _settings(kafka_bootstrap, prefix, worker_model_dir, transactional_id=f"{prefix}-b")
+    with RunningWorker(first):
+        read_committed(kafka_bootstrap, f"{prefix}.labels", expected=10, settle_s=0)
+        with RunningWorker(second) as joined:
+            produce(kafka_bootstrap, f"{prefix}.events", events[30:])
+            labels = read_committed(kafka_bootstrap, f"{prefix}.labels", expected=len(events))
+            assert joined.health.assigned
+    assert Counter(key for key, _ in labels) == Counter(key for key, _ in events)
+
+
+def test_sigterm_mid_stream_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, worker_model_dir: Path
+) -> None:
+    prefix = unique_prefix()
+    _topics(kafka_bootstrap, prefix)
+    events = [(f"s{i}".encode(), _event(f"s{i}")) for i in range(150)]
+    env = {
+        **os.environ,
+        "COPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "COPE_CONTENT_TOPIC": f"{prefix}.events",
+        "COPE_LABELS_TOPIC": f"{prefix}.labels",
+        "COPE_DLQ_TOPIC": f"{prefix}.dlq",
+        "COPE_GROUP_ID": f"{prefix}-group",
+        "COPE_TRANSACTIONAL_ID": f"{prefix}-tx",
+        "COPE_MODEL_DIR": str(worker_model_dir),
+        "COPE_PROVIDER": "cpu",
+        "COPE_DEFAULT_POLICY_IDS": json.dumps(POLICIES),
+        "COPE_BATCH_MAX_EVENTS": "4",
+        "COPE_METRICS_PORT": "0",
+    }
+    command = [sys.executable, "-m", "worker.cli", "worker", "run"]
+    produced = threading.Event()
+
+    def trickle() -> None:  # a live stream: events keep coming while the worker stops
+        for start in range(0, len(events), 5):
+            produce(kafka_bootstrap, f"{prefix}.events", events[start : start + 5])
+            time.sleep(0.05)
+        produced.set()
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    worker = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    feeder.start()
+    read_committed(kafka_bootstrap, f"{prefix}.labels", expected=8, settle_s=0)
+    worker.send_signal(signal.SIGTERM)
+    stopped_mid_stream = not produced.is_set()
+    _, log = worker.communicate(timeout=60)
+    assert worker.returncode == 0, log[-2000:]
+    assert '"worker_stopped"' in log
+    assert stopped_mid_stream
+    restarted = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        feeder.join(60)
+        labels = read_committed(kafka_bootstrap, f"{prefix}.labels", expected=len(events))
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(60)
+    assert Counter(key for key, _ in labels) == Counter(key for key, _ in events)

@@ -1,0 +1,73 @@
+"""The pair builder, on small data files written here in each source's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.errors import CopeError
+from worker.model.dataset import build_pairs, load_all, split_of
+
+ALL_POLICIES = {
+    "sexual",
+    "hate",
+    "violence",
+    "harassment",
+    "self-harm",
+    "sexual-minors",
+    "hate-threatening",
+    "violence-graphic",
+    "offensive-language",
+}
+
+
+def test_every_source_maps_onto_library_policies(data_dir: Path) -> None:
+    texts = {item.content_id: item for item in load_all(data_dir)}
+    assert texts["oai-1"].labels["sexual"] == 1
+    assert texts["oai-1"].labels["hate"] == 0
+    assert texts["oai-2"].labels == {"hate": 1}  # missing keys stay unknown
+    assert texts["davidson-0"].labels == {"hate": 1, "offensive-language": 0}
+    assert texts["davidson-1"].labels == {"hate": 0, "offensive-language": 1}
+    assert texts["hatecheck-1"].labels == {"hate": 1, "hate-threatening": 1}
+    assert texts["hatecheck-2"].labels == {"hate": 1, "hate-threatening": 0}
+    assert texts["hatecheck-3"].labels == {"hate": 0, "hate-threatening": 0}
+    assert texts["toxigen-0"].labels == {"hate": 1}
+    assert texts["pyrit-violence-0"].labels == {"violence": 1}
+    assert texts["pyrit-violence-1"].labels == {"violence": 0}
+    assert "pyrit-violence-2" not in texts  # an empty response is skipped
+
+
+def test_the_same_text_appears_with_contradictory_labels(data_dir: Path) -> None:
+    texts = load_all(data_dir)
+    pairs = build_pairs(texts, ALL_POLICIES, "train", validation_share=0.0)
+    by_content: dict[str, set[int]] = {}
+    for pair in pairs:
+        by_content.setdefault(pair.content_id, set()).add(pair.label)
+    contradictory = [cid for cid, labels in by_content.items() if labels == {0, 1}]
+    assert {"oai-1", "davidson-0", "davidson-1", "hatecheck-2"} <= set(contradictory)
+
+
+def test_no_content_crosses_the_split(data_dir: Path) -> None:
+    texts = load_all(data_dir)
+    train = {pair.content_id for pair in build_pairs(texts, ALL_POLICIES, "train")}
+    validation = {pair.content_id for pair in build_pairs(texts, ALL_POLICIES, "validation")}
+    assert not train & validation
+    assert train | validation == {item.content_id for item in texts}
+
+
+def test_the_split_is_a_fixed_function_of_the_id() -> None:
+    ids = [f"item-{i}" for i in range(2000)]
+    share = sum(split_of(i) == "validation" for i in ids) / len(ids)
+    assert 0.15 < share < 0.25
+    assert [split_of(i) for i in ids] == [split_of(i) for i in ids]
+
+
+def test_only_requested_policies_become_pairs(data_dir: Path) -> None:
+    pairs = build_pairs(load_all(data_dir), {"sexual"}, "train", validation_share=0.0)
+    assert {pair.policy_id for pair in pairs} == {"sexual"}
+
+
+def test_a_missing_data_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CopeError, match=r"dev\.jsonl not found"):
+        load_all(tmp_path)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from worker.errors import CopeError
+from worker.model.evaluate import binary_metrics, read_rows
+
+
+def test_metrics_at_the_threshold() -> None:
+    metrics = binary_metrics([1, 1, 0, 0, 1], [0.9, 0.4, 0.6, 0.1, 0.8], threshold=0.5)
+    assert metrics.precision == pytest.approx(2 / 3)
+    assert metrics.recall == pytest.approx(2 / 3)
+    assert metrics.f1 == pytest.approx(2 / 3)
+    assert metrics.auroc == pytest.approx(5 / 6)
+    assert (metrics.n, metrics.positives) == (5, 3)
+
+
+def test_auroc_counts_ties_as_half_and_needs_both_classes() -> None:
+    assert binary_metrics([1, 0], [0.5, 0.5], 0.5).auroc == pytest.approx(0.5)
+    assert binary_metrics([1, 1], [0.2, 0.9], 0.5).auroc is None
+
+
+def test_no_predicted_positives_gives_zero_not_a_crash() -> None:
+    metrics = binary_metrics([1, 0], [0.1, 0.2], 0.5)
+    assert (metrics.precision, metrics.recall, metrics.f1) == (0.0, 0.0, 0.0)
+
+
+def test_rows_without_the_label_are_skipped(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "a", "text": "x", "H": 1},
+                {"id": "b", "text": "y"},
+                {"id": "c", "text": "z", "H": "false"},
+            ]
+        )
+        + "\n"
+    )
+    rows = read_rows(data, "H")
+    assert [(row.row_id, row.label) for row in rows] == [("a", 1), ("c", 0)]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{broken", r"d\.jsonl:2: not JSON"),
+        ('{"id": "x", "H": 1}', r"d\.jsonl:2: missing or empty 'text'"),
+        ('{"id": "x", "text": "  ", "H": 1}', "missing or empty"),
+        ('{"id": "x", "text": "t", "H": 7}', "label 7 is not 0/1"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_a_malformed_row_is_an_error_naming_its_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "ok", "text": "fine", "H": 0}\n' + line + "\n")
+    with pytest.raises(CopeError, match=message):
+        read_rows(data, "H")
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CopeError, match="cannot read"):
+        read_rows(tmp_path / "absent.jsonl", "H")

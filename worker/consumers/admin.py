@@ -1,0 +1,35 @@
+"""Topic administration for the demo, the tests and first-time set-up."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from worker.errors import CopeError
+from worker.settings import Settings
+
+__all__ = ["ensure_topics"]
+
+
+def ensure_topics(settings: Settings, partitions: int = 3, timeout_s: float = 30.0) -> list[str]:
+    """Create the content, label and dead-letter topics if missing; return those created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_options})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise CopeError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    wanted = [settings.content_topic, settings.labels_topic, settings.dlq_topic]
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=-1)
+        for name in wanted
+        if name not in existing
+    ]
+    if not missing:
+        return []
+    for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                raise CopeError(f"cannot create topic {name}: {exc}") from exc
+    return [topic.topic for topic in missing]

@@ -1,0 +1,42 @@
+"""librdkafka client configuration built from the one settings object.
+
+Defaults that exactly-once needs are set here; anything in
+``settings.kafka_options`` (security, tuning) is passed through untouched and
+wins, so operators can set any librdkafka option without a code change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.settings import Settings
+
+__all__ = ["consumer_config", "producer_config"]
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """A group member that reads only committed records and never auto-commits."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": settings.group_id,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        **settings.kafka_options,
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """A transactional (hence idempotent) producer for labels and dead letters."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "transactional.id": settings.transactional_id,
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        **settings.kafka_options,
+    }

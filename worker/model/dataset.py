@@ -1,0 +1,170 @@
+"""Labelled (policy, content) pairs built from the public data sets.
+
+Contradictory-example training (CoPE): each text appears under several
+policies with the label each policy implies, so the model can only be right
+by reading the policy. Every source's labels are mapped onto the shipped
+library policies; a text is split into train or validation by a hash of its
+id, so no content crosses the split whatever the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.errors import CopeError
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "LabelledText",
+    "Pair",
+    "build_pairs",
+    "load_all",
+    "split_of",
+]
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+OPENAI_CATEGORIES = {
+    "S": "sexual",
+    "H": "hate",
+    "V": "violence",
+    "HR": "harassment",
+    "SH": "self-harm",
+    "S3": "sexual-minors",
+    "H2": "hate-threatening",
+    "V2": "violence-graphic",
+}
+PYRIT_FILES = {
+    "hate_speech.csv": "hate",
+    "violence.csv": "violence",
+    "self_harm.csv": "self-harm",
+    "sexual.csv": "sexual",
+}
+HATECHECK_THREATS = {"threat_dir_h", "threat_norm_h"}
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """One text and what each library policy it is labelled for says of it."""
+
+    source: str
+    content_id: str
+    text: str
+    labels: dict[str, int] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A training or validation example."""
+
+    policy_id: str
+    content_id: str
+    text: str
+    label: int
+
+
+def split_of(content_id: str, validation_share: float = 0.2) -> str:
+    """``train`` or ``validation``, fixed by a hash of the content id."""
+    bucket = int(hashlib.sha256(content_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "validation" if bucket < validation_share else "train"
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise CopeError(f"data file {path} not found (point --data-dir at shared/data)")
+    return path
+
+
+def load_openai(data_dir: Path) -> Iterator[LabelledText]:
+    """OpenAI moderation: eight categories; a missing key means unknown."""
+    with _require(data_dir / "openai-moderation" / "dev.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            labels = {
+                policy: int(row[key]) for key, policy in OPENAI_CATEGORIES.items() if key in row
+            }
+            yield LabelledText("openai", row["id"], row["text"], labels)
+
+
+def load_davidson(data_dir: Path, limit: int) -> Iterator[LabelledText]:
+    """Davidson: class 0 hate, 1 offensive (not hate), 2 neither.
+
+    The offensive-language policy excludes attacks on protected groups (they
+    belong to the hate policy), so hate tweets are negative under it.
+    """
+    path = _require(data_dir / "davidson" / "labeled_data.csv")
+    with path.open(encoding="utf-8", newline="") as handle:
+        for count, row in enumerate(csv.DictReader(handle)):
+            if count >= limit:
+                return
+            klass = int(row["class"])
+            labels = {"hate": int(klass == 0), "offensive-language": int(klass == 1)}
+            yield LabelledText("davidson", f"davidson-{row['']}", row["tweet"], labels)
+
+
+def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
+    """HateCheck: gold hateful/non-hateful; threats are also threatening hate."""
+    path = _require(data_dir / "hatecheck" / "test_suite_cases.csv")
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            hateful = int(row["label_gold"] == "hateful")
+            threatening = int(hateful and row["functionality"] in HATECHECK_THREATS)
+            labels = {"hate": hateful, "hate-threatening": threatening}
+            yield LabelledText(
+                "hatecheck", f"hatecheck-{row['case_id']}", row["test_case"].strip(), labels
+            )
+
+
+def load_toxigen(data_dir: Path) -> Iterator[LabelledText]:
+    path = _require(data_dir / "toxigen" / "demonstrations.jsonl")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            row = json.loads(line)
+            yield LabelledText(
+                "toxigen", f"toxigen-{number}", row["text"], {"hate": int(row["label"])}
+            )
+
+
+def load_pyrit(data_dir: Path) -> Iterator[LabelledText]:
+    """PyRIT harm sets: an LLM response scored 0-1 by people for one harm."""
+    for file_name, policy in PYRIT_FILES.items():
+        path = _require(data_dir / "pyrit-harm" / file_name)
+        with path.open(encoding="utf-8", newline="") as handle:
+            next(handle)  # the '# dataset_version=...' metadata line
+            for number, row in enumerate(csv.DictReader(handle)):
+                text = (row.get("assistant_response") or "").strip()
+                score = row.get("human_score_1") or ""
+                if not text or not score:
+                    continue
+                yield LabelledText(
+                    "pyrit", f"pyrit-{policy}-{number}", text, {policy: int(float(score) >= 0.5)}
+                )
+
+
+def load_all(data_dir: Path = DEFAULT_DATA_DIR, davidson_limit: int = 4000) -> list[LabelledText]:
+    """Every labelled text the training uses."""
+    return [
+        *load_openai(data_dir),
+        *load_davidson(data_dir, davidson_limit),
+        *load_hatecheck(data_dir),
+        *load_toxigen(data_dir),
+        *load_pyrit(data_dir),
+    ]
+
+
+def build_pairs(
+    texts: list[LabelledText], policy_ids: set[str], split: str, validation_share: float = 0.2
+) -> list[Pair]:
+    """Pairs of one split: each text under every policy it has a label for."""
+    return [
+        Pair(policy_id, item.content_id, item.text, label)
+        for item in texts
+        if item.text and split_of(item.content_id, validation_share) == split
+        for policy_id, label in sorted(item.labels.items())
+        if policy_id in policy_ids
+    ]

@@ -1,0 +1,138 @@
+"""Metrics, health endpoints and structured logs for operators.
+
+One HTTP port serves ``/metrics`` (Prometheus), ``/healthz`` (the poll loop
+has turned recently) and ``/readyz`` (model loaded and partitions assigned).
+Each worker owns its own registry, so several can live in one process (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Health", "WorkerMetrics", "configure_logging", "serve_http"]
+
+_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON log lines on stderr; every record line carries its coordinates."""
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+class WorkerMetrics:
+    """The worker's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter("cope_events", "Content events handled", ["outcome"], registry=r)
+        self.pairs = Counter("cope_pairs", "(policy, content) pairs scored", registry=r)
+        self.batch_events = Histogram(
+            "cope_batch_events",
+            "Events per batch",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.inference_seconds = Histogram(
+            "cope_inference_seconds", "Model time per batch", registry=r, buckets=_LATENCY_BUCKETS
+        )
+        self.end_to_end_seconds = Histogram(
+            "cope_end_to_end_seconds",
+            "Event timestamp to label committed",
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.dead_letters = Counter(
+            "cope_dead_letters", "Dead letters by reason", ["reason"], registry=r
+        )
+        self.transaction_aborts = Counter(
+            "cope_transaction_aborts", "Aborted transactions", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "cope_consumer_lag",
+            "Records behind the partition end",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "cope_model_info", "Model in use", ["name", "version", "sha256"], registry=r
+        )
+        self.policy_info = Gauge(
+            "cope_policy_info",
+            "Active policy versions",
+            ["policy_id", "version", "sha256"],
+            registry=r,
+        )
+
+
+class Health:
+    """Liveness (the loop turns) and readiness (model loaded, group joined)."""
+
+    def __init__(self, stall_after_s: float) -> None:
+        self.stall_after_s = stall_after_s
+        self._beat = time.monotonic()
+        self.model_loaded = False
+        self.assigned = False
+        self.caught_up = True  # the registry reader will own this once it exists
+        self._lock = threading.Lock()
+
+    def beat(self) -> None:
+        with self._lock:
+            self._beat = time.monotonic()
+
+    def alive(self) -> bool:
+        with self._lock:
+            return time.monotonic() - self._beat < self.stall_after_s
+
+    def ready(self) -> bool:
+        return self.alive() and self.model_loaded and self.assigned and self.caught_up
+
+
+def serve_http(port: int, metrics: WorkerMetrics, health: Health) -> ThreadingHTTPServer:
+    """Start the metrics/health server on a daemon thread; port 0 picks a free one."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                ok = health.alive()
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+            elif self.path == "/readyz":
+                ok = health.ready()
+                self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._reply(404, b"not found\n")
+
+        def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # scrapes every few seconds would drown the logs
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
