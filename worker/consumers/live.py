@@ -121,6 +121,7 @@ class LiveWorker:
                 records = self._records(messages)
                 if records:
                     self._transact(consumer, producer, records)
+                    self._record_lag(consumer)
         finally:
             consumer.close()  # leaves the group at once, so partitions move without delay
             producer.flush(10)
@@ -181,6 +182,15 @@ class LiveWorker:
             _rewind(consumer, records)
             return
         self._account(records, outcome, inference_s, snapshot)
+
+    def _record_lag(self, consumer: Consumer) -> None:
+        """Records between each assigned partition's position and its end."""
+        for position in consumer.position(consumer.assignment()):
+            if position.offset < 0:
+                continue  # nothing consumed from it yet
+            _, high = consumer.get_watermark_offsets(position, cached=True)
+            lag = max(0, high - position.offset) if high >= 0 else 0
+            self.metrics.consumer_lag.labels(position.topic, str(position.partition)).set(lag)
 
     def _produce(self, producer: Producer, outcome: BatchOutcome) -> None:
         for label_key, label in outcome.labels:

@@ -158,7 +158,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 10 == 0 or step == last_step:
             _log(
                 event="progress",

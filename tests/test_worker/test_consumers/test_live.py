@@ -125,7 +125,13 @@ def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
     letter = json.loads(dict(letters)[b"b2"])
     assert letter["original_value_b64"] == "//4gbm90IHV0Zi04"  # the original bytes, intact
     assert letter["source"]["offset"] >= 0
-    assert worker.metrics.dead_letters.labels("bad_json")._value.get() == 1
+    registry = worker.metrics.registry
+    assert registry.get_sample_value("cope_dead_letters_total", {"reason": "bad_json"}) == 1
+    assert registry.get_sample_value("cope_events_total", {"outcome": "labelled"}) == len(good)
+    assert registry.get_sample_value("cope_pairs_total") == len(good) * len(POLICIES)
+    lags = [s for family in worker.metrics.consumer_lag.collect() for s in family.samples]
+    assert lags
+    assert all(sample.value >= 0 for sample in lags)
 
 
 def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(

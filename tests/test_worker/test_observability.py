@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from worker.observability import Health, WorkerMetrics, serve_http
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def served() -> tuple[int, WorkerMetrics, Health]:
+    metrics, health = WorkerMetrics(), Health(stall_after_s=60)
+    server = serve_http(0, metrics, health)
+    yield server.server_address[1], metrics, health
+    server.shutdown()
+
+
+def test_readiness_needs_the_model_and_an_assignment(
+    served: tuple[int, WorkerMetrics, Health],
+) -> None:
+    port, _, health = served
+    assert _get(port, "/healthz") == (200, "ok\n")
+    assert _get(port, "/readyz")[0] == 503
+    health.model_loaded = True
+    assert _get(port, "/readyz")[0] == 503
+    health.assigned = True
+    assert _get(port, "/readyz") == (200, "ready\n")
+
+
+def test_a_stalled_loop_fails_liveness(served: tuple[int, WorkerMetrics, Health]) -> None:
+    port, _, health = served
+    health.stall_after_s = 0.0
+    assert _get(port, "/healthz") == (503, "stalled\n")
+
+
+def test_metrics_are_exposed_in_prometheus_format(
+    served: tuple[int, WorkerMetrics, Health],
+) -> None:
+    port, metrics, _ = served
+    metrics.dead_letters.labels("bad_json").inc(2)
+    metrics.model_info.labels("m", "1", "abc").set(1)
+    status, body = _get(port, "/metrics")
+    assert status == 200
+    assert 'cope_dead_letters_total{reason="bad_json"} 2.0' in body
+    assert 'cope_model_info{name="m",sha256="abc",version="1"} 1.0' in body
+    assert _get(port, "/nope")[0] == 404
