@@ -176,15 +176,17 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(
     produced = threading.Event()
 
     def trickle() -> None:  # a live stream: events keep coming while the worker stops
-        for start in range(0, len(events), 5):
+        for start in range(20, len(events), 5):
             produce(kafka_bootstrap, f"{prefix}.events", events[start : start + 5])
             time.sleep(0.05)
         produced.set()
 
-    feeder = threading.Thread(target=trickle, daemon=True)
+    produce(kafka_bootstrap, f"{prefix}.events", events[:20])
     worker = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    feeder.start()
     read_committed(kafka_bootstrap, f"{prefix}.labels", expected=8, settle_s=0)
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    time.sleep(0.2)
     worker.send_signal(signal.SIGTERM)
     stopped_mid_stream = not produced.is_set()
     _, log = worker.communicate(timeout=60)
