@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from policy_registry import library_ids, library_policy
+from policy_registry.cli import add_policy_commands
 from worker.errors import CopeError
 from worker.model.manifest import Variant
 from worker.settings import Settings
@@ -201,29 +202,51 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) -> Any:
+    """Per-batch snapshots: the registry (read to its end first) or the library."""
+    from policy_registry.store import RegistryReader, check_registry_topic
+    from worker.policies import RegistryPolicies, library_snapshot
+
+    if settings.policy_source == "library":
+        snapshot = library_snapshot(settings.default_policy_ids, settings.decision_threshold)
+        for policy in snapshot.policies.values():  # refuse at start-up, not per event
+            check(policy.text)
+        return lambda: snapshot
+    check_registry_topic(settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options)
+    reader = RegistryReader(
+        settings.kafka_bootstrap,
+        settings.registry_topic,
+        settings.kafka_options,
+        on_skip=lambda reason: metrics.registry_skipped.inc(),
+    )
+    health.caught_up = False
+    reader.catch_up(settings.registry_catch_up_s)  # nothing is classified before this
+    health.caught_up = True
+    reader.follow()
+    return RegistryPolicies(reader, check)
+
+
 def _cmd_worker_run(args: argparse.Namespace) -> int:
     import signal
 
     from worker.consumers.live import LiveWorker
     from worker.model.runtime import load_classifier
-    from worker.observability import configure_logging, serve_http
-    from worker.policies import library_snapshot
+    from worker.observability import Health, WorkerMetrics, configure_logging, serve_http
     from worker.schemas import ModelRef
 
     configure_logging()
     settings = _settings(args)
+    metrics, health = WorkerMetrics(), Health.for_settings(settings)
+    if settings.metrics_port:
+        serve_http(settings.metrics_port, metrics, health)
     classifier = load_classifier(settings)
-    snapshot = library_snapshot(settings.default_policy_ids, settings.decision_threshold)
-    for policy in snapshot.policies.values():  # refuse at start-up, not per event
-        classifier.tokenizer.encode_policy(policy.text)
     model = ModelRef(
         name=classifier.manifest.name,
         version=classifier.manifest.version,
         sha256=classifier.model_sha256,
     )
-    worker = LiveWorker(settings, classifier, model, lambda: snapshot)
-    if settings.metrics_port:
-        serve_http(settings.metrics_port, worker.metrics, worker.health)
+    snapshot = _policy_source(settings, metrics, health, classifier.tokenizer.encode_policy)
+    worker = LiveWorker(settings, classifier, model, snapshot, metrics, health)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
     worker.run()
@@ -285,6 +308,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_connection(args: argparse.Namespace) -> Any:
+    """The registry named by the settings, sized by the model's tokenizer."""
+    from policy_registry.cli import RegistryConnection
+    from worker.model.manifest import load_manifest
+    from worker.model.tokenize import PairTokenizer
+
+    settings = _settings(args)
+    manifest = load_manifest(settings.model_dir)
+    tokenizer = PairTokenizer(
+        manifest.tokenizer.verified_path(settings.model_dir),
+        max_length=manifest.max_length,
+        max_policy_tokens=manifest.max_policy_tokens,
+        window_stride=settings.window_stride,
+    )
+    return RegistryConnection(
+        settings.kafka_bootstrap,
+        settings.registry_topic,
+        settings.kafka_options,
+        tokenizer.count_tokens,
+        manifest.max_policy_tokens,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cope", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -330,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = worker_commands.add_parser("run", help="consume, label, produce (settings: COPE_*)")
     _model_options(run)
     run.set_defaults(handler=_cmd_worker_run)
+
+    add_policy_commands(commands, _registry_connection)
 
     topics = commands.add_parser("topics", help="Kafka topics")
     topics_commands = topics.add_subparsers(dest="topics_command", required=True)

@@ -18,6 +18,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from worker.settings import Settings
+
 __all__ = ["Health", "WorkerMetrics", "configure_logging", "serve_http"]
 
 _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -76,6 +78,9 @@ class WorkerMetrics:
         self.model_info = Gauge(
             "cope_model_info", "Model in use", ["name", "version", "sha256"], registry=r
         )
+        self.registry_skipped = Counter(
+            "cope_registry_records_skipped", "Registry records unreadable or unverified", registry=r
+        )
         self.policy_info = Gauge(
             "cope_policy_info",
             "Active policy versions",
@@ -94,6 +99,11 @@ class Health:
         self.assigned = False
         self.caught_up = True  # the registry reader will own this once it exists
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Health:
+        """A loop stalls when it misses a few batch budgets (and never under a minute)."""
+        return cls(stall_after_s=max(60.0, 3 * settings.batch_time_budget_s))
 
     def beat(self) -> None:
         with self._lock:

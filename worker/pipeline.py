@@ -103,6 +103,11 @@ def _parse(
             "oversized_text", f"text has {len(event.text)} characters; limit {max_text_chars}"
         )
     wanted = event.policy_ids if event.policy_ids is not None else list(default_policy_ids)
+    unusable = [policy_id for policy_id in wanted if policy_id in snapshot.unusable]
+    if unusable:
+        return _Rejection(
+            "policy_unusable", f"policy versions the model cannot read: {', '.join(unusable)}"
+        )
     unknown = [policy_id for policy_id in wanted if snapshot.get(policy_id) is None]
     if unknown:
         return _Rejection("unknown_policy", f"unknown policy ids: {', '.join(unknown)}")

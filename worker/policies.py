@@ -1,19 +1,20 @@
 """The policies a batch is scored under: one immutable snapshot per batch.
 
-Until the versioned registry lands, the snapshot comes from the shipped
-library (each policy at version 1). The seam is this one type: the registry
-reader will produce the same ``PolicySnapshot``.
+Snapshots come from the registry reader (``from_registry``) or, without a
+registry, from the shipped library with each policy at version 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from policy_registry import library_policy
+from policy_registry.errors import CopeError
+from policy_registry.store import RegistryReader, RegistrySnapshot
 from worker.model.tokenize import sha256_text
 
-__all__ = ["ActivePolicy", "PolicySnapshot", "library_snapshot"]
+__all__ = ["ActivePolicy", "PolicySnapshot", "RegistryPolicies", "library_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class PolicySnapshot:
     """Every enforced policy, fixed for the duration of one batch."""
 
     policies: Mapping[str, ActivePolicy]
+    unusable: frozenset[str] = field(default_factory=frozenset)
 
     def get(self, policy_id: str) -> ActivePolicy | None:
         return self.policies.get(policy_id)
@@ -47,3 +49,36 @@ def library_snapshot(policy_ids: Iterable[str], threshold: float) -> PolicySnaps
         text = library_policy(policy_id)
         policies[policy_id] = ActivePolicy(policy_id, 1, text, sha256_text(text), threshold)
     return PolicySnapshot(policies)
+
+
+class RegistryPolicies:
+    """Snapshots of the registry's enforced versions, checked against the model.
+
+    A version the model cannot read (too long for its window, say) is left out
+    and named in ``unusable``, so events that ask for it become dead letters
+    instead of failing their batch. Conversions are cached per registry
+    snapshot, so a batch pays nothing when no policy changed.
+    """
+
+    def __init__(self, reader: RegistryReader, check: Callable[[str], object]) -> None:
+        self.reader = reader
+        self.check = check
+        self._source: RegistrySnapshot | None = None
+        self._converted = PolicySnapshot({})
+
+    def __call__(self) -> PolicySnapshot:
+        source = self.reader.snapshot()
+        if source is not self._source:
+            policies, unusable = {}, set()
+            for policy_id, record in source.enforced.items():
+                try:
+                    self.check(record.text)
+                except CopeError:
+                    unusable.add(policy_id)
+                    continue
+                policies[policy_id] = ActivePolicy(
+                    policy_id, record.version, record.text, record.sha256, record.threshold
+                )
+            self._converted = PolicySnapshot(policies, frozenset(unusable))
+            self._source = source
+        return self._converted

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="librdkafka options passed through untouched (JSON), e.g. security.",
     )
+    policy_source: Literal["registry", "library"] = Field(
+        default="registry",
+        description="registry: versions from the compacted topic; library: shipped v1 texts.",
+    )
+    registry_topic: str = "cope.policies"
+    registry_catch_up_s: float = Field(default=60.0, gt=0)
     content_topic: str = "content.events"
     labels_topic: str = "content.labels"
     dlq_topic: str = "content.dlq"

@@ -75,7 +75,7 @@ class LiveWorker:
         self.model = model
         self.snapshot = snapshot
         self.metrics = metrics or WorkerMetrics()
-        self.health = health or Health(stall_after_s=max(60.0, 3 * settings.batch_time_budget_s))
+        self.health = health or Health.for_settings(settings)
         self.health.model_loaded = True
         self._stop = threading.Event()
         self.sizer = BatchSizer(

@@ -169,6 +169,7 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(
         "COPE_MODEL_DIR": str(worker_model_dir),
         "COPE_PROVIDER": "cpu",
         "COPE_DEFAULT_POLICY_IDS": json.dumps(POLICIES),
+        "COPE_POLICY_SOURCE": "library",
         "COPE_BATCH_MAX_EVENTS": "4",
         "COPE_METRICS_PORT": "0",
     }
