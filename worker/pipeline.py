@@ -57,6 +57,7 @@ class BatchOutcome:
     """What one batch produces: labels (key, value) and dead letters (key, value)."""
 
     labels: list[tuple[bytes, bytes]] = field(default_factory=list)
+    shadow_labels: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     rejections: list[tuple[SourceCoordinates, DeadLetterReason]] = field(default_factory=list)
     label_latencies_ms: list[float] = field(default_factory=list)
@@ -116,6 +117,17 @@ def _parse(
     return event, [policy for pid in wanted if (policy := snapshot.get(pid)) is not None]
 
 
+def _result(policy: ActivePolicy, score: float) -> PolicyResult:
+    return PolicyResult(
+        policy_id=policy.policy_id,
+        policy_version=policy.version,
+        policy_sha256=policy.sha256,
+        score=score,
+        decision=score >= policy.threshold,
+        threshold=policy.threshold,
+    )
+
+
 def process_batch(
     records: Sequence[RawRecord],
     snapshot: PolicySnapshot,
@@ -144,32 +156,34 @@ def process_batch(
         outcome.dead_letters.append((record.key, letter.model_dump_json().encode()))
         outcome.rejections.append((letter.source, parsed.reason))
 
-    pairs = [(policy.text, event.text) for _, event, policies in accepted for policy in policies]
+    # Shadow versions are scored in the same model call, but their results go to
+    # separate records: they never enter the enforced labels.
+    plans = [
+        (record, event, policies, [s for p in policies if (s := snapshot.shadows.get(p.policy_id))])
+        for record, event, policies in accepted
+    ]
+    pairs = [
+        (policy.text, event.text)
+        for _, event, policies, shadows in plans
+        for policy in (*policies, *shadows)
+    ]
     scores = iter(classifier.predict(pairs).tolist()) if pairs else iter(())
     outcome.pairs = len(pairs)
-    for record, event, policies in accepted:
-        results = []
-        for policy in policies:
-            score = next(scores)
-            results.append(
-                PolicyResult(
-                    policy_id=policy.policy_id,
-                    policy_version=policy.version,
-                    policy_sha256=policy.sha256,
-                    score=score,
-                    decision=score >= policy.threshold,
-                    threshold=policy.threshold,
-                )
-            )
+    for record, event, policies, shadows in plans:
+        results = [_result(policy, next(scores)) for policy in policies]
+        shadow_results = [_result(policy, next(scores)) for policy in shadows]
         latency_ms = (clock() - record.received_at) * 1000.0
-        label = LabelRecord(
-            content_id=event.id,
-            results=results,
-            model=model,
-            source=record.coordinates(),
-            metadata=event.metadata,
-            latency_ms=round(latency_ms, 3),
-        )
-        outcome.labels.append((event.id.encode("utf-8"), label.model_dump_json().encode()))
+        key = event.id.encode("utf-8")
+        for sink, found in ((outcome.labels, results), (outcome.shadow_labels, shadow_results)):
+            if found:
+                label = LabelRecord(
+                    content_id=event.id,
+                    results=found,
+                    model=model,
+                    source=record.coordinates(),
+                    metadata=event.metadata,
+                    latency_ms=round(latency_ms, 3),
+                )
+                sink.append((key, label.model_dump_json().encode()))
         outcome.label_latencies_ms.append(latency_ms)
     return outcome

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from policy_registry import library_policy
 from policy_registry.errors import CopeError
+from policy_registry.records import VersionRecord
 from policy_registry.store import RegistryReader, RegistrySnapshot
 from worker.model.tokenize import sha256_text
 
@@ -34,6 +35,7 @@ class PolicySnapshot:
 
     policies: Mapping[str, ActivePolicy]
     unusable: frozenset[str] = field(default_factory=frozenset)
+    shadows: Mapping[str, ActivePolicy] = field(default_factory=dict)
 
     def get(self, policy_id: str) -> ActivePolicy | None:
         return self.policies.get(policy_id)
@@ -69,16 +71,23 @@ class RegistryPolicies:
     def __call__(self) -> PolicySnapshot:
         source = self.reader.snapshot()
         if source is not self._source:
-            policies, unusable = {}, set()
-            for policy_id, record in source.enforced.items():
-                try:
-                    self.check(record.text)
-                except CopeError:
-                    unusable.add(policy_id)
-                    continue
-                policies[policy_id] = ActivePolicy(
-                    policy_id, record.version, record.text, record.sha256, record.threshold
-                )
-            self._converted = PolicySnapshot(policies, frozenset(unusable))
+            policies, unusable = self._usable(source.enforced)
+            shadows, _ = self._usable(source.shadowed)
+            self._converted = PolicySnapshot(policies, frozenset(unusable), shadows)
             self._source = source
         return self._converted
+
+    def _usable(
+        self, records: Mapping[str, VersionRecord]
+    ) -> tuple[dict[str, ActivePolicy], set[str]]:
+        usable, unusable = {}, set()
+        for policy_id, record in records.items():
+            try:
+                self.check(record.text)
+            except CopeError:
+                unusable.add(policy_id)
+                continue
+            usable[policy_id] = ActivePolicy(
+                policy_id, record.version, record.text, record.sha256, record.threshold
+            )
+        return usable, unusable

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     content_topic: str = "content.events"
     labels_topic: str = "content.labels"
     dlq_topic: str = "content.dlq"
+    shadow_labels_topic: str = "content.labels.shadow"
     group_id: str = "cope-worker"
     transactional_id: str = Field(
         default_factory=lambda: f"cope-worker-{socket.gethostname()}",

@@ -136,3 +136,30 @@ def test_a_batch_of_only_bad_records_does_not_call_the_model() -> None:
     assert scorer.calls == []
     assert outcome.labels == []
     assert outcome.pairs == 0
+
+
+def test_shadow_versions_are_scored_into_separate_records_only() -> None:
+    shadow = ActivePolicy("rude", 4, "moron", "c" * 64, 0.5)
+    snapshot = PolicySnapshot(SNAPSHOT.policies, shadows={"rude": shadow})
+    value = json.dumps({"id": "c1", "text": "you moron", "policy_ids": ["rude", "food"]}).encode()
+    outcome = process_batch(
+        [_record(0, value)],
+        snapshot,
+        KeywordScorer(),
+        MODEL,
+        default_policy_ids=["rude"],
+        max_text_chars=50,
+    )
+    [(_, enforced_raw)] = outcome.labels
+    [(shadow_key, shadow_raw)] = outcome.shadow_labels
+    enforced = LabelRecord.model_validate_json(enforced_raw)
+    shadowed = LabelRecord.model_validate_json(shadow_raw)
+    assert [(r.policy_id, r.policy_version, r.decision) for r in enforced.results] == [
+        ("rude", 3, False),
+        ("food", 7, False),
+    ]
+    assert [(r.policy_id, r.policy_version, r.decision) for r in shadowed.results] == [
+        ("rude", 4, True)
+    ]
+    assert shadow_key == b"c1"
+    assert outcome.pairs == 3

@@ -12,13 +12,18 @@ __all__ = ["ensure_topics"]
 
 
 def ensure_topics(settings: Settings, partitions: int = 3, timeout_s: float = 30.0) -> list[str]:
-    """Create the content, label and dead-letter topics if missing; return those created."""
+    """Create the content, label, shadow-label and dead-letter topics if missing."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_options})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise CopeError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
-    wanted = [settings.content_topic, settings.labels_topic, settings.dlq_topic]
+    wanted = [
+        settings.content_topic,
+        settings.labels_topic,
+        settings.dlq_topic,
+        settings.shadow_labels_topic,
+    ]
     missing = [
         NewTopic(name, num_partitions=partitions, replication_factor=-1)
         for name in wanted

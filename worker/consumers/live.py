@@ -195,6 +195,8 @@ class LiveWorker:
     def _produce(self, producer: Producer, outcome: BatchOutcome) -> None:
         for label_key, label in outcome.labels:
             _produce_one(producer, self.settings.labels_topic, label_key, label)
+        for shadow_key, shadow in outcome.shadow_labels:
+            _produce_one(producer, self.settings.shadow_labels_topic, shadow_key, shadow)
         for letter_key, letter in outcome.dead_letters:
             _produce_one(producer, self.settings.dlq_topic, letter_key, letter)
 

@@ -80,3 +80,59 @@ def test_labels_switch_versions_between_batches_while_events_flow(
         assert versions == sorted(versions)  # never back to v1 once v2 applies
     seen = {v for versions in versions_by_partition.values() for v in versions}
     assert seen == {1, swapped.version}
+
+
+def test_shadow_versions_reach_the_shadow_topic_and_never_the_enforced_labels(
+    kafka_bootstrap: str, worker_model_dir: Path
+) -> None:
+    prefix = unique_prefix()
+    registry = f"{prefix}.policies"
+    create_topics(
+        kafka_bootstrap,
+        [f"{prefix}.events", f"{prefix}.labels", f"{prefix}.dlq", f"{prefix}.shadow"],
+    )
+    ensure_registry_topic(kafka_bootstrap, registry)
+    store = RegistryStore(kafka_bootstrap, registry)
+    hate = library_policy("hate")
+    store.publish("hate", hate, author="t", activate=True)
+    candidate = store.publish("hate", hate + "\nCandidate.", author="t", shadow=True)
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        content_topic=f"{prefix}.events",
+        labels_topic=f"{prefix}.labels",
+        dlq_topic=f"{prefix}.dlq",
+        shadow_labels_topic=f"{prefix}.shadow",
+        group_id=f"{prefix}-g",
+        transactional_id=f"{prefix}-tx",
+        model_dir=worker_model_dir,
+        provider="cpu",
+        default_policy_ids=["hate"],
+        metrics_port=0,
+    )
+    classifier = load_classifier(settings)
+    reader = RegistryReader(kafka_bootstrap, registry)
+    reader.catch_up()
+    model = ModelRef(name="tiny", version="1", sha256=classifier.model_sha256)
+    worker = LiveWorker(
+        settings, classifier, model, RegistryPolicies(reader, classifier.tokenizer.encode_policy)
+    )
+    events = [
+        (f"s{i}".encode(), json.dumps({"id": f"s{i}", "text": f"t {i}"}).encode())
+        for i in range(20)
+    ]
+    produce(kafka_bootstrap, f"{prefix}.events", events)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        labels = read_committed(kafka_bootstrap, f"{prefix}.labels", expected=len(events))
+        shadows = read_committed(kafka_bootstrap, f"{prefix}.shadow", expected=len(events))
+    finally:
+        worker.stop()
+        thread.join(60)
+        reader.close()
+        store.close()
+    enforced = {json.loads(v)["results"][0]["policy_version"] for _, v in labels}
+    shadowed = {json.loads(v)["results"][0]["policy_version"] for _, v in shadows}
+    assert enforced == {1}
+    assert shadowed == {candidate.version}
+    assert Counter(k for k, _ in shadows) == Counter(k for k, _ in events)
