@@ -18,6 +18,7 @@ from typing import Any
 from policy_registry.catalog import library_ids, library_policy
 from policy_registry.errors import PolicyError
 from policy_registry.records import VersionRecord
+from policy_registry.signing import Signer, Verifier, generate_keypair
 from policy_registry.store import RegistryStore, ensure_registry_topic
 
 __all__ = ["RegistryConnection", "add_policy_commands"]
@@ -33,9 +34,20 @@ class RegistryConnection:
     count_tokens: Callable[[str], int] | None = None
     max_policy_tokens: int | None = None
 
+    signing_key: Path | None = None
+    public_key: Path | None = None
+
     def open_store(self) -> RegistryStore:
+        signer = Signer.from_pem(self.signing_key) if self.signing_key else None
+        verifier = Verifier.from_pem(self.public_key) if self.public_key else None
         return RegistryStore(
-            self.bootstrap, self.topic, self.options, self.count_tokens, self.max_policy_tokens
+            self.bootstrap,
+            self.topic,
+            self.options,
+            self.count_tokens,
+            self.max_policy_tokens,
+            signer,
+            verifier,
         )
 
 
@@ -70,6 +82,10 @@ def _require(store: RegistryStore, policy_id: str, version: int) -> VersionRecor
 
 def _run(args: argparse.Namespace, connect: Connect) -> int:
     command = args.policy_command
+    if command == "keygen":
+        generate_keypair(Path(args.private), Path(args.public))
+        print(json.dumps({"private": args.private, "public": args.public}))
+        return 0
     connection = connect(args)
     if command == "init":
         ensure_registry_topic(connection.bootstrap, connection.topic, connection.options)
@@ -168,6 +184,9 @@ def add_policy_commands(commands: Any, connect: Connect) -> None:
         return parser
 
     verb("init", "create the registry topic (compacted, one partition)")
+    keygen = verb("keygen", "write an Ed25519 key pair for signing registry records")
+    keygen.add_argument("private", help="private key PEM (COPE_REGISTRY_SIGNING_KEY)")
+    keygen.add_argument("public", help="public key PEM (COPE_REGISTRY_PUBLIC_KEY)")
     verb("seed", "publish and activate every shipped library policy not yet registered")
     publish = verb("publish", "validate and store a new version")
     publish.add_argument("file")

@@ -33,6 +33,7 @@ from policy_registry.records import (
     decode_record,
     record_key,
 )
+from policy_registry.signing import SIGNATURE_HEADER, Signer, Verifier
 
 __all__ = ["RegistryReader", "RegistrySnapshot", "RegistryStore", "ensure_registry_topic"]
 
@@ -108,8 +109,10 @@ class RegistryReader:
         topic: str = DEFAULT_TOPIC,
         options: dict[str, str] | None = None,
         on_skip: Callable[[str], None] | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.topic = topic
+        self.verifier = verifier
         self.state = RegistryState()
         self.skipped = 0
         self._on_skip = on_skip or (lambda reason: None)
@@ -147,6 +150,13 @@ class RegistryReader:
                     continue
                 self._next_offset = (message.offset() or 0) + 1
                 try:
+                    if self.verifier is not None:
+                        signature = dict(message.headers() or []).get(SIGNATURE_HEADER)
+                        self.verifier.verify(
+                            message.key(),
+                            message.value(),
+                            signature if isinstance(signature, bytes) else None,
+                        )
                     self.state.apply(decode_record(message.key(), message.value()))
                 except PolicyError as exc:
                     self.skipped += 1
@@ -199,13 +209,16 @@ class RegistryStore:
         options: dict[str, str] | None = None,
         count_tokens: Callable[[str], int] | None = None,
         max_policy_tokens: int | None = None,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         options = options or {}
         check_registry_topic(bootstrap, topic, options)
         self.topic = topic
         self.count_tokens = count_tokens
         self.max_policy_tokens = max_policy_tokens
-        self.reader = RegistryReader(bootstrap, topic, options)
+        self.signer = signer
+        self.reader = RegistryReader(bootstrap, topic, options, verifier=verifier)
         self.reader.catch_up()
         self._producer = Producer(
             {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", **options}
@@ -221,11 +234,13 @@ class RegistryStore:
         def on_delivery(error: Any, message: Any) -> None:
             delivered["error"], delivered["offset"] = error, message.offset()
 
+        key = record_key(record).encode()
+        value = record.model_dump_json().encode()
+        headers: list[tuple[str, str | bytes | None]] = []
+        if self.signer is not None:
+            headers.append((SIGNATURE_HEADER, self.signer.sign(key, value)))
         self._producer.produce(
-            self.topic,
-            key=record_key(record).encode(),
-            value=record.model_dump_json().encode(),
-            on_delivery=on_delivery,
+            self.topic, key=key, value=value, headers=headers, on_delivery=on_delivery
         )
         self._producer.flush(30)
         if delivered.get("error") is not None or "offset" not in delivered:

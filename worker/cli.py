@@ -204,6 +204,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) -> Any:
     """Per-batch snapshots: the registry (read to its end first) or the library."""
+    from policy_registry.signing import Verifier
     from policy_registry.store import RegistryReader, check_registry_topic
     from worker.policies import RegistryPolicies, library_snapshot
 
@@ -218,6 +219,11 @@ def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) ->
         settings.registry_topic,
         settings.kafka_options,
         on_skip=lambda reason: metrics.registry_skipped.inc(),
+        verifier=(
+            Verifier.from_pem(settings.registry_public_key)
+            if settings.registry_public_key
+            else None
+        ),
     )
     health.caught_up = False
     reader.catch_up(settings.registry_catch_up_s)  # nothing is classified before this
@@ -328,6 +334,8 @@ def _registry_connection(args: argparse.Namespace) -> Any:
         settings.kafka_options,
         tokenizer.count_tokens,
         manifest.max_policy_tokens,
+        settings.registry_signing_key,
+        settings.registry_public_key,
     )
 
 

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     )
     registry_topic: str = "cope.policies"
     registry_catch_up_s: float = Field(default=60.0, gt=0)
+    registry_public_key: Path | None = Field(
+        default=None, description="Ed25519 PEM: apply only registry records it verifies."
+    )
+    registry_signing_key: Path | None = Field(
+        default=None, description="Ed25519 PEM private key: `cope policy` signs what it writes."
+    )
     content_topic: str = "content.events"
     labels_topic: str = "content.labels"
     dlq_topic: str = "content.dlq"
