@@ -172,8 +172,8 @@ def _dispatch(command: str, args: argparse.Namespace, store: RegistryStore) -> i
     return 0
 
 
-def add_policy_commands(commands: Any, connect: Connect) -> None:
-    """Register ``policy`` and its verbs on an argparse subparsers object."""
+def add_policy_commands(commands: Any, connect: Connect) -> Any:
+    """Register ``policy`` and its verbs; return the verbs, for callers to add more."""
     policy = commands.add_parser("policy", help="the versioned policy registry")
     verbs = policy.add_subparsers(dest="policy_command", required=True)
 
@@ -207,3 +207,4 @@ def add_policy_commands(commands: Any, connect: Connect) -> None:
     diff.add_argument("id")
     diff.add_argument("v1", type=int)
     diff.add_argument("v2", type=int)
+    return verbs

@@ -282,3 +282,47 @@ def test_eval_names_the_bad_line(
     )
     assert code == 2
     assert f"{data}:2: missing or empty 'text'" in capsys.readouterr().err
+
+
+def test_policy_check_compares_the_model_with_gold_and_teacher_eyes(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = tmp_path / "food.md"
+    draft.write_text(
+        "# Criteria\n## Overview\nFood.\n## Definition of Terms\n- **Food**: f.\n"
+        "## Interpretation of Language\n- Literal.\n## Definition of Labels\n"
+        "### (FD): Food\n#### Includes\n- **Dishes**: any.\n"
+    )
+    sample = tmp_path / "sample.jsonl"
+    sample.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "text": f"text {i}", "gold": i % 2}) + "\n" for i in range(6)
+        )
+    )
+    teacher = tmp_path / "teacher.jsonl"
+    teacher.write_text(
+        "".join(json.dumps({"id": f"s{i}", "score": 0.2 + 0.1 * i}) + "\n" for i in range(6))
+    )
+    base = [
+        "policy",
+        "check",
+        str(draft),
+        "--data",
+        str(sample),
+        "--model-dir",
+        str(tiny_model_dir),
+        "--provider",
+        "cpu",
+    ]
+    assert main([*base, "--gold", "gold"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 6
+    assert report["positives_b"] == 3
+    assert set(report) >= {"agreement_f1", "cohen_kappa", "disagreements"}
+    assert main([*base, "--teacher-labels", str(teacher)]) == 0
+    assert json.loads(capsys.readouterr().out)["positives_b"] == 3  # 0.5, 0.6, 0.7
+    assert main([*base, "--paraphrase", str(draft)]) == 0
+    assert json.loads(capsys.readouterr().out)["cohen_kappa"] == 1.0  # same words, same eye
+    teacher.write_text(json.dumps({"id": "s0", "score": 0.9}) + "\n")
+    assert main([*base, "--teacher-labels", str(teacher)]) == 2
+    assert "has no label for 5 rows" in capsys.readouterr().err

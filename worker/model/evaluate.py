@@ -8,15 +8,16 @@ field are skipped; a malformed row is an error that names its line.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from worker.errors import CopeError
 
-__all__ = ["EvalRow", "Metrics", "binary_metrics", "read_rows"]
+__all__ = ["EvalRow", "Metrics", "binary_metrics", "read_rows", "read_scores", "read_texts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,12 @@ def _label(value: object, where: str) -> int:
     raise CopeError(f"{where}: label {value!r} is not 0/1 or true/false")
 
 
-def read_rows(
-    path: Path, label_field: str, text_field: str = "text", id_field: str = "id"
-) -> list[EvalRow]:
-    """Labelled rows of a JSONL file; rows lacking the label field are skipped."""
+def _json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, object) for each non-blank JSONL line; a bad line names itself."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise CopeError(f"cannot read {path}: {exc}") from exc
-    rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -66,14 +64,51 @@ def read_rows(
             raise CopeError(f"{where}: not JSON: {exc}") from exc
         if not isinstance(record, dict):
             raise CopeError(f"{where}: expected a JSON object")
-        if label_field not in record:
-            continue
-        text = record.get(text_field)
-        if not isinstance(text, str) or not text.strip():
-            raise CopeError(f"{where}: missing or empty {text_field!r}")
-        row_id = str(record.get(id_field, f"line-{number}"))
-        rows.append(EvalRow(row_id, text, _label(record[label_field], where)))
-    return rows
+        yield where, record
+
+
+def _text(record: dict[str, Any], field: str, where: str) -> str:
+    text = record.get(field)
+    if not isinstance(text, str) or not text.strip():
+        raise CopeError(f"{where}: missing or empty {field!r}")
+    return text
+
+
+def read_rows(
+    path: Path, label_field: str, text_field: str = "text", id_field: str = "id"
+) -> list[EvalRow]:
+    """Labelled rows of a JSONL file; rows lacking the label field are skipped."""
+    return [
+        EvalRow(
+            str(record.get(id_field, "line-" + where.rsplit(":", 1)[1])),
+            _text(record, text_field, where),
+            _label(record[label_field], where),
+        )
+        for where, record in _json_objects(path)
+        if label_field in record
+    ]
+
+
+def read_texts(path: Path, text_field: str = "text", id_field: str = "id") -> list[tuple[str, str]]:
+    """(id, text) of every row of a JSONL file."""
+    return [
+        (
+            str(record.get(id_field, "line-" + where.rsplit(":", 1)[1])),
+            _text(record, text_field, where),
+        )
+        for where, record in _json_objects(path)
+    ]
+
+
+def read_scores(path: Path) -> dict[str, float]:
+    """{id: score} from a JSONL file of {"id", "score"} with scores in [0, 1] (a teacher's)."""
+    scores = {}
+    for where, record in _json_objects(path):
+        score = record.get("score")
+        if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
+            raise CopeError(f"{where}: score {score!r} is not a number in [0, 1]")
+        scores[str(record.get("id"))] = float(score)
+    return scores
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
