@@ -1,0 +1,313 @@
+"""``cope model ...``, ``cope label`` and ``cope eval``: the classifier offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from policy_registry import library_ids, library_policy
+from worker.cli.common import model_options, policy_text, settings_from
+from worker.errors import CopeError
+from worker.model.manifest import Variant
+
+__all__ = ["register"]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from worker.model.export import base_checkpoint_dir, export_model
+
+    variants: tuple[Variant, ...] = tuple(args.variants.split(","))
+    for variant in variants:
+        if variant not in ("fp32", "fp16", "int8"):
+            raise CopeError(f"unknown variant {variant!r}; choose from fp32, fp16, int8")
+    result = export_model(
+        args.checkpoint or base_checkpoint_dir(),
+        args.out,
+        name=args.name,
+        version=args.version,
+        max_length=args.max_length,
+        max_policy_tokens=args.max_policy_tokens,
+        threshold=args.threshold,
+        variants=variants,
+        seed=args.seed,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "fused_ops": result.fused_ops,
+                "variants": sorted(result.manifest.variants),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from worker.model.train import main as train_main
+
+    forwarded = [
+        str(args.out),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--policies",
+        args.policies,
+    ]
+    if args.data_dir:
+        forwarded += ["--data-dir", args.data_dir]
+    if args.stop_at:
+        forwarded += ["--stop-at", str(args.stop_at)]
+    train_main(forwarded)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Per-policy accuracy on the held-out content of the shared data sets."""
+    import random
+    from dataclasses import asdict
+
+    from worker.model.dataset import DEFAULT_DATA_DIR, build_pairs, load_all
+    from worker.model.evaluate import binary_metrics
+    from worker.model.runtime import load_classifier
+
+    classifier = load_classifier(settings_from(args))
+    threshold = classifier.manifest.threshold
+    pairs = build_pairs(
+        load_all(Path(args.data_dir or DEFAULT_DATA_DIR)), set(library_ids()), "validation"
+    )
+    report: dict[str, Any] = {
+        "model": classifier.manifest.name,
+        "model_version": classifier.manifest.version,
+        "policies": {},
+    }
+    all_labels: list[int] = []
+    all_scores: list[float] = []
+    for policy_id in sorted({pair.policy_id for pair in pairs}):
+        chosen = [pair for pair in pairs if pair.policy_id == policy_id]
+        random.Random(0).shuffle(chosen)
+        chosen = chosen[: args.limit]
+        policy = library_policy(policy_id)
+        scores = classifier.predict([(policy, pair.text) for pair in chosen]).tolist()
+        labels = [pair.label for pair in chosen]
+        report["policies"][policy_id] = asdict(binary_metrics(labels, scores, threshold))
+        all_labels += labels
+        all_scores += scores
+        print(policy_id, report["policies"][policy_id], file=sys.stderr, flush=True)
+    report["all"] = asdict(binary_metrics(all_labels, all_scores, threshold))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from worker.model.manifest import load_manifest
+
+    settings = settings_from(args)
+    manifest = load_manifest(settings.model_dir)
+    manifest.tokenizer.verified_path(settings.model_dir)
+    files = {}
+    for variant, model_file in sorted(manifest.variants.items()):
+        path = model_file.verified_path(settings.model_dir)
+        files[variant] = {
+            "file": model_file.file,
+            "sha256": model_file.sha256,
+            "bytes": path.stat().st_size,
+            "verified": True,
+        }
+    info = {
+        **manifest.model_dump(exclude={"variants", "tokenizer"}),
+        "model_dir": str(settings.model_dir),
+        "tokenizer_sha256": manifest.tokenizer.sha256,
+        "variants": files,
+        "onnxruntime": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _read_texts(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(id, text) from positional texts, or from a JSONL / plain-text file or stdin."""
+    texts = [(f"arg-{i}", text) for i, text in enumerate(args.texts)]
+    if args.input is None:
+        return texts
+    handle = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if not line.lstrip().startswith("{"):
+                texts.append((f"line-{number}", line.rstrip("\n")))
+                continue
+            try:
+                record = json.loads(line)
+                texts.append((str(record.get("id", f"line-{number}")), str(record["text"])))
+            except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+                raise CopeError(
+                    f'{args.input}:{number}: expected a JSON object with a "text" field '
+                    f"({exc.__class__.__name__}: {exc})"
+                ) from exc
+    return texts
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from worker.model.runtime import load_classifier
+    from worker.model.tokenize import sha256_text
+
+    policies = [policy_text(spec) for spec in args.policy]
+    texts = _read_texts(args)
+    if not texts:
+        raise CopeError("no texts to label: give TEXT arguments or --input FILE")
+    classifier = load_classifier(settings_from(args))
+    threshold = classifier.manifest.threshold if args.threshold is None else args.threshold
+    pairs = [(policy, text) for _, text in texts for _, policy in policies]
+    scores = classifier.predict(pairs).reshape(len(texts), len(policies))
+    for (text_id, text), row in zip(texts, scores, strict=True):
+        results = [
+            {
+                "policy": name,
+                "policy_sha256": sha256_text(policy),
+                "score": round(float(s), 6),
+                "decision": bool(s >= threshold),
+                "threshold": threshold,
+            }
+            for (name, policy), s in zip(policies, row, strict=True)
+        ]
+        if args.format == "table":
+            flags = "  ".join(
+                f"{r['policy']}={r['score']:.2f}{'*' if r['decision'] else ''}" for r in results
+            )
+            print(f"{text_id:>10}  {flags}  | {text[:60]!r}")
+        else:
+            print(
+                json.dumps(
+                    {
+                        "id": text_id,
+                        "results": results,
+                        "model": classifier.manifest.name,
+                        "model_version": classifier.manifest.version,
+                        "model_sha256": classifier.model_sha256,
+                    }
+                )
+            )
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import asdict
+
+    from worker.model.evaluate import binary_metrics, read_rows
+    from worker.model.runtime import load_classifier
+    from worker.model.tokenize import sha256_text
+
+    _, policy = policy_text(args.policy)
+    rows = read_rows(args.data, args.label_field, args.text_field, args.id_field)
+    if not rows:
+        raise CopeError(f"{args.data}: no rows with a {args.label_field!r} field")
+    classifier = load_classifier(settings_from(args))
+    threshold = classifier.manifest.threshold if args.threshold is None else args.threshold
+    began = time.perf_counter()
+    scores = classifier.predict([(policy, row.text) for row in rows]).tolist()
+    pairs_per_s = len(rows) / (time.perf_counter() - began)
+    metrics = binary_metrics([row.label for row in rows], scores, threshold)
+    if args.predictions_out:
+        with open(args.predictions_out, "w", encoding="utf-8") as handle:
+            for row, score in zip(rows, scores, strict=True):
+                handle.write(
+                    json.dumps({"id": row.row_id, "score": score, "label": int(score >= threshold)})
+                    + "\n"
+                )
+    report = {
+        **asdict(metrics),
+        "model_version": classifier.manifest.version,
+        "policy_sha256": sha256_text(policy),
+        "pairs_per_s": round(pairs_per_s, 2),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, value in report.items():
+            print(f"{name:>14}: {value}")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add the model, label and eval commands."""
+    model = commands.add_parser("model", help="export and inspect the classifier")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    export = model_commands.add_parser("export", help="checkpoint -> fused ONNX variants")
+    export.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="Hugging Face checkpoint folder (default: shipped base encoder)",
+    )
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--name", default="cope-student-minilm")
+    export.add_argument("--version", default="0.0.0")
+    export.add_argument("--max-length", type=int, default=512)
+    export.add_argument("--max-policy-tokens", type=int, default=400)
+    export.add_argument("--threshold", type=float, default=0.5)
+    export.add_argument("--variants", default="fp32,fp16,int8")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(handler=_cmd_export)
+    train = model_commands.add_parser(
+        "train", help="fine-tune on contradictory pairs (resumable; run in the background)"
+    )
+    train.add_argument("out", type=Path, help="run folder; an existing run resumes")
+    train.add_argument("--steps", type=int, default=1000, help="length of the whole schedule")
+    train.add_argument("--stop-at", type=int, help="end this run at this step")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--max-length", type=int, default=512)
+    train.add_argument("--data-dir", help="labelled data (default: ../shared/data)")
+    train.add_argument(
+        "--policies",
+        default="sexual,hate,violence,harassment,self-harm,sexual-minors,hate-threatening,"
+        "violence-graphic,offensive-language",
+    )
+    train.set_defaults(handler=_cmd_train)
+    validate = model_commands.add_parser(
+        "validate", help="per-policy F1 on held-out content of ../shared/data"
+    )
+    validate.add_argument("--data-dir")
+    validate.add_argument("--limit", type=int, default=150, help="pairs per policy at most")
+    model_options(validate)
+    validate.set_defaults(handler=_cmd_validate)
+    info = model_commands.add_parser("info", help="manifest, verified hashes, providers")
+    model_options(info)
+    info.set_defaults(handler=_cmd_info)
+
+    evaluate = commands.add_parser("eval", help="accuracy under one policy on labelled JSONL")
+    evaluate.add_argument("--policy", required=True, help="policy .md file or library id")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--label-field", required=True)
+    evaluate.add_argument("--text-field", default="text")
+    evaluate.add_argument("--id-field", default="id")
+    evaluate.add_argument("--threshold", type=float)
+    evaluate.add_argument("--predictions-out", type=Path)
+    evaluate.add_argument("--json", action="store_true")
+    model_options(evaluate)
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    label = commands.add_parser("label", help="score texts under policies")
+    label.add_argument("texts", nargs="*", help="texts to label")
+    label.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        help=f"library id ({', '.join(library_ids())}) or a policy .md file; repeatable",
+    )
+    label.add_argument("--input", help='JSONL ({"id", "text"}) or plain text file; - for stdin')
+    label.add_argument("--threshold", type=float, help="decision threshold (default: manifest)")
+    label.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+    model_options(label)
+    label.set_defaults(handler=_cmd_label)

@@ -1,0 +1,106 @@
+"""``cope worker run``, ``cope topics create`` and ``cope demo``: the stream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from worker.cli.common import model_options, settings_from
+from worker.settings import Settings
+
+__all__ = ["register"]
+
+
+def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) -> Any:
+    """Per-batch snapshots: the registry (read to its end first) or the library."""
+    from policy_registry.signing import Verifier
+    from policy_registry.store import RegistryReader, check_registry_topic
+    from worker.policies import RegistryPolicies, library_snapshot
+
+    if settings.policy_source == "library":
+        snapshot = library_snapshot(settings.default_policy_ids, settings.decision_threshold)
+        for policy in snapshot.policies.values():  # refuse at start-up, not per event
+            check(policy.text)
+        return lambda: snapshot
+    check_registry_topic(settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options)
+    reader = RegistryReader(
+        settings.kafka_bootstrap,
+        settings.registry_topic,
+        settings.kafka_options,
+        on_skip=lambda reason: metrics.registry_skipped.inc(),
+        verifier=(
+            Verifier.from_pem(settings.registry_public_key)
+            if settings.registry_public_key
+            else None
+        ),
+    )
+    health.caught_up = False
+    reader.catch_up(settings.registry_catch_up_s)  # nothing is classified before this
+    health.caught_up = True
+    reader.follow()
+    return RegistryPolicies(reader, check)
+
+
+def _cmd_worker_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from worker.consumers.live import LiveWorker
+    from worker.model.runtime import load_classifier
+    from worker.observability import Health, WorkerMetrics, configure_logging, serve_http
+    from worker.schemas import ModelRef
+
+    configure_logging()
+    settings = settings_from(args)
+    metrics, health = WorkerMetrics(), Health.for_settings(settings)
+    if settings.metrics_port:
+        serve_http(settings.metrics_port, metrics, health)
+    classifier = load_classifier(settings)
+    model = ModelRef(
+        name=classifier.manifest.name,
+        version=classifier.manifest.version,
+        sha256=classifier.model_sha256,
+    )
+    snapshot = _policy_source(settings, metrics, health, classifier.tokenizer.encode_policy)
+    worker = LiveWorker(settings, classifier, model, snapshot, metrics, health)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    worker.run()
+    return 0
+
+
+def _cmd_topics_create(args: argparse.Namespace) -> int:
+    from worker.consumers.admin import ensure_topics
+
+    created = ensure_topics(settings_from(args), partitions=args.partitions)
+    print(json.dumps({"created": created}))
+    return 0
+
+
+def _cmd_demo_feed(args: argparse.Namespace) -> int:
+    from worker.consumers.demo import feed_and_watch
+
+    labelled = feed_and_watch(settings_from(args), args.files, timeout_s=args.timeout)
+    print(f"{labelled} labels received")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add the worker, topics and demo commands."""
+    worker = commands.add_parser("worker", help="the streaming worker")
+    worker_commands = worker.add_subparsers(dest="worker_command", required=True)
+    run = worker_commands.add_parser("run", help="consume, label, produce (settings: COPE_*)")
+    model_options(run)
+    run.set_defaults(handler=_cmd_worker_run)
+
+    topics = commands.add_parser("topics", help="Kafka topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    create = topics_commands.add_parser("create", help="create content/label/DLQ topics")
+    create.add_argument("--partitions", type=int, default=3)
+    create.set_defaults(handler=_cmd_topics_create)
+
+    demo = commands.add_parser("demo", help="publish sample events and watch their labels")
+    demo.add_argument("files", type=Path, nargs="+", help="JSONL content events")
+    demo.add_argument("--timeout", type=float, default=300.0)
+    demo.set_defaults(handler=_cmd_demo_feed)
