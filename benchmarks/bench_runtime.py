@@ -40,6 +40,7 @@ from worker.model.export import (  # noqa: E402
 )
 from worker.model.runtime import length_buckets, pad_batch  # noqa: E402
 from worker.model.tokenize import PairTokenizer, TokenRow  # noqa: E402
+from worker.observability import Progress  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 POLICIES = ["hate", "harassment", "violence", "sexual", "self-harm"]
@@ -138,12 +139,14 @@ def main() -> None:
         score_requests(tokenizer, pairs[:4], 4, run)
 
     samples: dict[tuple[str, int], list[list[float]]] = {}
-    for round_index in range(args.rounds):
+    progress = Progress(args.rounds * len(BATCH_SIZES) * len(runners), "measurements")
+    for _ in range(args.rounds):
         for batch in BATCH_SIZES:
             for name, run in runners.items():
                 latencies = score_requests(tokenizer, pairs, batch, run)
                 samples.setdefault((name, batch), []).append(latencies)
-        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+                progress.advance()
+    progress.close()
 
     results = []
     for (name, batch), rounds in samples.items():

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import io
 import urllib.error
 import urllib.request
 
 import pytest
 
-from worker.observability import Health, WorkerMetrics, serve_http
+from worker.observability import Health, Progress, WorkerMetrics, serve_http
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -53,3 +54,19 @@ def test_metrics_are_exposed_in_prometheus_format(
     assert 'cope_dead_letters_total{reason="bad_json"} 2.0' in body
     assert 'cope_model_info{name="m",sha256="abc",version="1"} 1.0' in body
     assert _get(port, "/nope")[0] == 404
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_a_terminal_and_stays_silent_elsewhere() -> None:
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress(3, "labels", stream)
+        progress.advance()
+        progress.advance(2)
+        progress.close()
+    assert terminal.getvalue() == "\rlabels 1/3\rlabels 3/3\n"
+    assert pipe.getvalue() == ""

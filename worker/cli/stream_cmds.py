@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from worker.cli.common import model_options, settings_from
 from worker.settings import Settings
 
@@ -24,12 +26,18 @@ def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) ->
         for policy in snapshot.policies.values():  # refuse at start-up, not per event
             check(policy.text)
         return lambda: snapshot
+    log = structlog.get_logger("cope.registry")
+
+    def skipped(reason: str) -> None:
+        metrics.registry_skipped.inc()
+        log.warning("registry_record_skipped", topic=settings.registry_topic, reason=reason)
+
     check_registry_topic(settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options)
     reader = RegistryReader(
         settings.kafka_bootstrap,
         settings.registry_topic,
         settings.kafka_options,
-        on_skip=lambda reason: metrics.registry_skipped.inc(),
+        on_skip=skipped,
         verifier=(
             Verifier.from_pem(settings.registry_public_key)
             if settings.registry_public_key
