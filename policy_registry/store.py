@@ -75,6 +75,11 @@ def ensure_registry_topic(
     except KafkaException as exc:
         if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
             raise RegistryTopicError(f"cannot create registry topic {topic}: {exc}") from exc
+    deadline = time.monotonic() + 30  # created on the controller; wait until brokers serve it
+    while topic not in admin.list_topics(timeout=10).topics:
+        if time.monotonic() > deadline:
+            raise RegistryTopicError(f"registry topic {topic} was created but never appeared")
+        time.sleep(0.1)
 
 
 def check_registry_topic(bootstrap: str, topic: str, options: dict[str, str]) -> None:

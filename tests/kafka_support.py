@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from worker.settings import Settings
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
@@ -62,3 +66,33 @@ def read_committed(
     finally:
         consumer.close()
     return records
+
+
+def isolated_settings(bootstrap: str, prefix: str, model_dir: Path, **extra: Any) -> Settings:
+    """Worker settings whose topics, group and transactional id belong to one test."""
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "content_topic": f"{prefix}.events",
+        "labels_topic": f"{prefix}.labels",
+        "dlq_topic": f"{prefix}.dlq",
+        "shadow_labels_topic": f"{prefix}.shadow",
+        "registry_topic": f"{prefix}.policies",
+        "group_id": f"{prefix}-group",
+        "transactional_id": f"{prefix}-tx",
+        "model_dir": model_dir,
+        "provider": "cpu",
+        "metrics_port": 0,
+    }
+    return Settings(**{**fields, **extra})
+
+
+def create_worker_topics(settings: Settings) -> None:
+    create_topics(
+        settings.kafka_bootstrap,
+        [
+            settings.content_topic,
+            settings.labels_topic,
+            settings.dlq_topic,
+            settings.shadow_labels_topic,
+        ],
+    )

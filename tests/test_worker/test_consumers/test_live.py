@@ -12,7 +12,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.kafka_support import create_topics, produce, read_committed, unique_prefix
+from tests.kafka_support import (
+    create_worker_topics,
+    isolated_settings,
+    produce,
+    read_committed,
+    unique_prefix,
+)
 from worker.consumers.live import LiveWorker
 from worker.model.runtime import load_classifier
 from worker.policies import library_snapshot
@@ -23,24 +29,19 @@ POLICIES = ["hate", "violence"]
 
 
 def _settings(bootstrap: str, prefix: str, model_dir: Path, **extra: object) -> Settings:
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        content_topic=f"{prefix}.events",
-        labels_topic=f"{prefix}.labels",
-        dlq_topic=f"{prefix}.dlq",
-        group_id=f"{prefix}-group",
-        model_dir=model_dir,
-        provider="cpu",
+    return isolated_settings(
+        bootstrap,
+        prefix,
+        model_dir,
         default_policy_ids=POLICIES,
         max_text_chars=2000,
         batch_max_wait_ms=100,
-        metrics_port=0,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
 def _topics(bootstrap: str, prefix: str) -> None:
-    create_topics(bootstrap, [f"{prefix}.events", f"{prefix}.labels", f"{prefix}.dlq"])
+    create_worker_topics(_settings(bootstrap, prefix, Path()))
 
 
 def _event(content_id: str, text: str = "an ordinary sentence", **fields: object) -> bytes:
