@@ -37,25 +37,28 @@ log = structlog.get_logger("cope.worker")
 
 
 class BatchSizer:
-    """Events per batch such that inference fits the time budget."""
+    """Events per batch such that a batch's work fits the time budget.
 
-    def __init__(self, ceiling: int, budget_s: float, pairs_per_event: int) -> None:
+    It tracks seconds of work per event (an exponential average), so events
+    naming more policies, shadow versions or longer texts shrink the batch.
+    """
+
+    def __init__(self, ceiling: int, budget_s: float) -> None:
         self.ceiling = ceiling
         self.budget_s = budget_s
-        self.pairs_per_event = max(1, pairs_per_event)
-        self.pairs_per_s: float | None = None
+        self.seconds_per_event: float | None = None
 
-    def observe(self, pairs: int, seconds: float) -> None:
-        if pairs == 0 or seconds <= 0:
+    def observe(self, events: int, seconds: float) -> None:
+        if events == 0 or seconds <= 0:
             return
-        rate = pairs / seconds
-        self.pairs_per_s = rate if self.pairs_per_s is None else 0.7 * self.pairs_per_s + 0.3 * rate
+        cost = seconds / events
+        previous = self.seconds_per_event
+        self.seconds_per_event = cost if previous is None else 0.7 * previous + 0.3 * cost
 
     def next_size(self) -> int:
-        if self.pairs_per_s is None:
+        if self.seconds_per_event is None:
             return min(self.ceiling, 4)  # a small first batch measures the machine
-        fitting = int(self.budget_s * self.pairs_per_s / self.pairs_per_event)
-        return max(1, min(self.ceiling, fitting))
+        return max(1, min(self.ceiling, int(self.budget_s / self.seconds_per_event)))
 
 
 class LiveWorker:
@@ -78,11 +81,7 @@ class LiveWorker:
         self.health = health or Health.for_settings(settings)
         self.health.model_loaded = True
         self._stop = threading.Event()
-        self.sizer = BatchSizer(
-            settings.batch_max_events,
-            settings.batch_time_budget_s,
-            len(settings.default_policy_ids),
-        )
+        self.sizer = BatchSizer(settings.batch_max_events, settings.batch_time_budget_s)
         self.metrics.model_info.labels(model.name, model.version, model.sha256).set(1)
 
     def stop(self) -> None:
@@ -208,7 +207,7 @@ class LiveWorker:
         snapshot: PolicySnapshot,
     ) -> None:
         metrics = self.metrics
-        self.sizer.observe(outcome.pairs, inference_s)
+        self.sizer.observe(len(records), inference_s)
         metrics.batch_events.observe(len(records))
         metrics.inference_seconds.observe(inference_s)
         metrics.pairs.inc(outcome.pairs)
