@@ -60,7 +60,6 @@ class BatchOutcome:
     shadow_labels: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     rejections: list[tuple[SourceCoordinates, DeadLetterReason]] = field(default_factory=list)
-    label_latencies_ms: list[float] = field(default_factory=list)
     pairs: int = 0
 
 
@@ -185,5 +184,4 @@ def process_batch(
                     latency_ms=round(latency_ms, 3),
                 )
                 sink.append((key, label.model_dump_json().encode()))
-        outcome.label_latencies_ms.append(latency_ms)
     return outcome
