@@ -241,6 +241,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_teacher_label(args: argparse.Namespace) -> int:
+    """Soft labels from the teacher for a pairs file: one {"id", "score"} line per row."""
+    from worker.model.evaluate import json_objects
+    from worker.model.teacher import EndpointTeacher, LocalTeacher
+
+    rows = []
+    for where, record in json_objects(args.pairs):
+        policy = record.get("policy") or (
+            library_policy(str(record["policy_id"])) if "policy_id" in record else None
+        )
+        text = record.get("text")
+        if not isinstance(policy, str) or not isinstance(text, str):
+            raise CopeError(f'{where}: needs "text" and "policy" (text) or "policy_id"')
+        rows.append((str(record.get("id", where)), policy, text))
+    teacher: Any
+    if args.endpoint:
+        teacher = EndpointTeacher(args.endpoint, args.endpoint_model)
+    else:
+        teacher = LocalTeacher(args.model_path, device=args.device)
+    scores = teacher.score([(policy, text) for _, policy, text in rows])
+    with open(args.out, "w", encoding="utf-8") as handle:
+        for (row_id, _, _), score in zip(rows, scores, strict=True):
+            handle.write(json.dumps({"id": row_id, "score": score}) + "\n")
+    print(json.dumps({"rows": len(rows), "out": str(args.out)}))
+    return 0
+
+
 def register(commands: Any) -> None:
     """Add the model, label and eval commands."""
     model = commands.add_parser("model", help="export and inspect the classifier")
@@ -297,6 +324,23 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--json", action="store_true")
     model_options(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
+
+    teacher = model_commands.add_parser(
+        "teacher-label", help="CoPE teacher scores (P(1)) for a pairs file, for distillation"
+    )
+    teacher.add_argument(
+        "--pairs",
+        type=Path,
+        required=True,
+        help='JSONL rows: {"id", "text", "policy" | "policy_id"}',
+    )
+    teacher.add_argument("--out", type=Path, required=True)
+    source = teacher.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-path", type=Path, help="local causal LM folder (e.g. CoPE-A-9B)")
+    source.add_argument("--endpoint", help="OpenAI-compatible server base URL")
+    teacher.add_argument("--endpoint-model", default="cope-a-9b")
+    teacher.add_argument("--device", default="cpu", help="torch device for --model-path")
+    teacher.set_defaults(handler=_cmd_teacher_label)
 
     label = commands.add_parser("label", help="score texts under policies")
     label.add_argument("texts", nargs="*", help="texts to label")

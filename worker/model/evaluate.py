@@ -17,7 +17,15 @@ import numpy as np
 
 from worker.errors import CopeError
 
-__all__ = ["EvalRow", "Metrics", "binary_metrics", "read_rows", "read_scores", "read_texts"]
+__all__ = [
+    "EvalRow",
+    "Metrics",
+    "binary_metrics",
+    "json_objects",
+    "read_rows",
+    "read_scores",
+    "read_texts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,7 @@ def _label(value: object, where: str) -> int:
     raise CopeError(f"{where}: label {value!r} is not 0/1 or true/false")
 
 
-def _json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, object) for each non-blank JSONL line; a bad line names itself."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -84,7 +92,7 @@ def read_rows(
             _text(record, text_field, where),
             _label(record[label_field], where),
         )
-        for where, record in _json_objects(path)
+        for where, record in json_objects(path)
         if label_field in record
     ]
 
@@ -96,14 +104,14 @@ def read_texts(path: Path, text_field: str = "text", id_field: str = "id") -> li
             str(record.get(id_field, "line-" + where.rsplit(":", 1)[1])),
             _text(record, text_field, where),
         )
-        for where, record in _json_objects(path)
+        for where, record in json_objects(path)
     ]
 
 
 def read_scores(path: Path) -> dict[str, float]:
     """{id: score} from a JSONL file of {"id", "score"} with scores in [0, 1] (a teacher's)."""
     scores = {}
-    for where, record in _json_objects(path):
+    for where, record in json_objects(path):
         score = record.get("score")
         if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
             raise CopeError(f"{where}: score {score!r} is not a number in [0, 1]")
