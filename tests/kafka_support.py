@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from policy_registry.store import RegistryReader, RegistryStore, ensure_registry_topic
+from worker.consumers.live import LiveWorker
+from worker.model.runtime import load_classifier
+from worker.policies import RegistryPolicies
+from worker.schemas import ModelRef
 from worker.settings import Settings
 
 
@@ -28,11 +35,15 @@ def unique_prefix() -> str:
 
 
 def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    timestamp_ms: int = 0,
 ) -> None:
+    """Publish records (with one timestamp for all of them, if given)."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for key, value in records:
-        producer.produce(topic, key=key, value=value)
+        producer.produce(topic, key=key, value=value, timestamp=timestamp_ms)
     assert producer.flush(30) == 0
 
 
@@ -96,3 +107,35 @@ def create_worker_topics(settings: Settings) -> None:
             settings.shadow_labels_topic,
         ],
     )
+
+
+def registry_setup(
+    bootstrap: str, model_dir: Path, **extra: object
+) -> tuple[Settings, RegistryStore]:
+    settings = isolated_settings(
+        bootstrap, unique_prefix(), model_dir, default_policy_ids=["hate"], **extra
+    )
+    create_worker_topics(settings)
+    ensure_registry_topic(bootstrap, settings.registry_topic)
+    return settings, RegistryStore(bootstrap, settings.registry_topic)
+
+
+@contextmanager
+def running_worker(settings: Settings) -> Iterator[LiveWorker]:
+    """A worker that follows the registry, on a thread, stopped on exit."""
+    classifier = load_classifier(settings)
+    reader = RegistryReader(settings.kafka_bootstrap, settings.registry_topic)
+    reader.catch_up()
+    reader.follow()
+    model = ModelRef(name="tiny", version="1", sha256=classifier.model_sha256)
+    worker = LiveWorker(
+        settings, classifier, model, RegistryPolicies(reader, classifier.tokenizer.encode_policy)
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+        reader.close()

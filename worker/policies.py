@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from policy_registry import library_policy
 from policy_registry.errors import CopeError
-from policy_registry.records import VersionRecord
+from policy_registry.records import RegistryState, VersionRecord
 from policy_registry.store import RegistryReader, RegistrySnapshot
 from worker.model.tokenize import sha256_text
 
-__all__ = ["ActivePolicy", "PolicySnapshot", "RegistryPolicies", "library_snapshot"]
+__all__ = [
+    "ActivePolicy",
+    "PolicySnapshot",
+    "RegistryPolicies",
+    "as_of_snapshots",
+    "library_snapshot",
+    "pinned_snapshot",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,45 @@ class RegistryPolicies:
             except CopeError:
                 unusable.add(policy_id)
                 continue
-            usable[policy_id] = ActivePolicy(
-                policy_id, record.version, record.text, record.sha256, record.threshold
-            )
+            usable[policy_id] = _active(record)
         return usable, unusable
+
+
+def _active(record: VersionRecord) -> ActivePolicy:
+    return ActivePolicy(
+        record.policy_id, record.version, record.text, record.sha256, record.threshold
+    )
+
+
+def pinned_snapshot(state: RegistryState, chosen: Mapping[str, int]) -> PolicySnapshot:
+    """Exactly the named versions (a candidate, or an old version), whatever is active."""
+    policies = {}
+    for policy_id, version in chosen.items():
+        record = state.version(policy_id, version)
+        if record is None:
+            raise CopeError(f"the registry has no {policy_id}@{version}")
+        policies[policy_id] = _active(record)
+    return PolicySnapshot(policies)
+
+
+def as_of_snapshots(state: RegistryState) -> Callable[[int | None], PolicySnapshot]:
+    """For an event time (ms), the versions that were active then, from each pointer's history.
+
+    Snapshots are shared between events that saw the same versions, so callers
+    can group events by the snapshot object they get.
+    """
+    cache: dict[tuple[tuple[str, int], ...], PolicySnapshot] = {}
+
+    def at(timestamp_ms: int | None) -> PolicySnapshot:
+        moment = None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+        chosen = []
+        for policy_id, pointer in sorted(state.pointers.items()):
+            earlier = [a for a in pointer.history if moment is None or a.at <= moment]
+            if earlier:
+                chosen.append((policy_id, earlier[-1].version))
+        key = tuple(chosen)
+        if key not in cache:
+            cache[key] = pinned_snapshot(state, dict(chosen))
+        return cache[key]
+
+    return at

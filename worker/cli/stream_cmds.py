@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from worker.cli.common import model_options, settings_from
+from worker.errors import CopeError
 from worker.settings import Settings
 
 __all__ = ["register"]
@@ -94,6 +95,65 @@ def _cmd_demo_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _millis(text: str | None) -> int | None:
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CopeError(f"{text!r} is not an ISO-8601 time: {exc}") from exc
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from policy_registry.store import RegistryReader
+    from worker.consumers.replay import replay_to_jsonl, resolve_range
+    from worker.model.runtime import load_classifier
+    from worker.policies import as_of_snapshots, pinned_snapshot
+    from worker.schemas import ModelRef
+
+    settings = settings_from(args)
+    reader = RegistryReader(
+        settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options
+    )
+    try:
+        reader.catch_up(settings.registry_catch_up_s)
+    finally:
+        reader.close()
+    if args.as_of:
+        snapshot_at = as_of_snapshots(reader.state)
+    else:
+        chosen = {}
+        for ref in args.policy:
+            policy_id, _, version = ref.partition("@")
+            if not version.isdigit():
+                raise CopeError(f"--policy {ref!r}: use ID@VERSION")
+            chosen[policy_id] = int(version)
+        pinned = pinned_snapshot(reader.state, chosen)
+        settings = settings.model_copy(update={"default_policy_ids": list(chosen)})
+        snapshot_at = lambda _: pinned  # noqa: E731
+    partitions = [int(p) for p in args.partitions.split(",")] if args.partitions else None
+    window = resolve_range(settings, _millis(args.start), _millis(args.end), partitions)
+    classifier = load_classifier(settings)
+    model = ModelRef(
+        name=classifier.manifest.name,
+        version=classifier.manifest.version,
+        sha256=classifier.model_sha256,
+    )
+    description = {
+        "from": args.start,
+        "to": args.end,
+        "policies": "as-of" if args.as_of else args.policy,
+    }
+    manifest = replay_to_jsonl(
+        settings, window, classifier, model, snapshot_at, args.out, description
+    )
+    print(json.dumps({k: manifest[k] for k in ("run_id", "counts", "seconds", "output")}))
+    return 0
+
+
 def register(commands: Any) -> None:
     """Add the worker, topics and demo commands."""
     worker = commands.add_parser("worker", help="the streaming worker")
@@ -112,3 +172,18 @@ def register(commands: Any) -> None:
     demo.add_argument("files", type=Path, nargs="+", help="JSONL content events")
     demo.add_argument("--timeout", type=float, default=300.0)
     demo.set_defaults(handler=_cmd_demo_feed)
+
+    replay = commands.add_parser("replay", help="label a time range again, for audits")
+    replay.add_argument("--from", dest="start", help="ISO-8601 start (default: the beginning)")
+    replay.add_argument("--to", dest="end", help="ISO-8601 end, exclusive (default: now)")
+    replay.add_argument("--partitions", help="comma-separated partitions (default: all)")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--as-of", action="store_true", help="each event under the versions active at its time"
+    )
+    which.add_argument(
+        "--policy", action="append", metavar="ID@VERSION", help="exact versions (repeatable)"
+    )
+    replay.add_argument("--out", type=Path, required=True, help="labels JSONL (+ .manifest.json)")
+    model_options(replay)
+    replay.set_defaults(handler=_cmd_replay)

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from policy_registry import library_policy
-from policy_registry.store import RegistryReader, RegistryStore, ensure_registry_topic
-from tests.kafka_support import (
-    create_worker_topics,
-    isolated_settings,
-    produce,
-    read_committed,
-    unique_prefix,
-)
-from worker.consumers.live import LiveWorker
-from worker.model.runtime import load_classifier
-from worker.policies import RegistryPolicies
-from worker.schemas import ModelRef
-from worker.settings import Settings
+from tests.kafka_support import produce, read_committed, registry_setup, running_worker
 
 HATE = library_policy("hate")
 
@@ -35,47 +20,15 @@ def _events(prefix: str, count: int) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _registry_setup(
-    bootstrap: str, model_dir: Path, **extra: object
-) -> tuple[Settings, RegistryStore]:
-    settings = isolated_settings(
-        bootstrap, unique_prefix(), model_dir, default_policy_ids=["hate"], **extra
-    )
-    create_worker_topics(settings)
-    ensure_registry_topic(bootstrap, settings.registry_topic)
-    return settings, RegistryStore(bootstrap, settings.registry_topic)
-
-
-@contextmanager
-def _running_worker(settings: Settings) -> Iterator[LiveWorker]:
-    """A worker that follows the registry, on a thread, stopped on exit."""
-    classifier = load_classifier(settings)
-    reader = RegistryReader(settings.kafka_bootstrap, settings.registry_topic)
-    reader.catch_up()
-    reader.follow()
-    model = ModelRef(name="tiny", version="1", sha256=classifier.model_sha256)
-    worker = LiveWorker(
-        settings, classifier, model, RegistryPolicies(reader, classifier.tokenizer.encode_policy)
-    )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(60)
-        reader.close()
-
-
 def test_labels_switch_versions_between_batches_while_events_flow(
     kafka_bootstrap: str, worker_model_dir: Path
 ) -> None:
-    settings, store = _registry_setup(
+    settings, store = registry_setup(
         kafka_bootstrap, worker_model_dir, batch_max_events=5, batch_max_wait_ms=50
     )
     store.publish("hate", HATE, author="t", activate=True)
     events = _events("h", 120)
-    with _running_worker(settings):
+    with running_worker(settings):
         for start in range(0, 60, 5):
             produce(kafka_bootstrap, settings.content_topic, events[start : start + 5])
             time.sleep(0.05)
@@ -100,13 +53,13 @@ def test_labels_switch_versions_between_batches_while_events_flow(
 def test_shadow_versions_reach_the_shadow_topic_and_never_the_enforced_labels(
     kafka_bootstrap: str, worker_model_dir: Path
 ) -> None:
-    settings, store = _registry_setup(kafka_bootstrap, worker_model_dir)
+    settings, store = registry_setup(kafka_bootstrap, worker_model_dir)
     store.publish("hate", HATE, author="t", activate=True)
     candidate = store.publish("hate", HATE + "\nCandidate.", author="t", shadow=True)
     store.close()
     events = _events("s", 20)
     produce(kafka_bootstrap, settings.content_topic, events)
-    with _running_worker(settings):
+    with running_worker(settings):
         labels = read_committed(kafka_bootstrap, settings.labels_topic, expected=len(events))
         shadows = read_committed(
             kafka_bootstrap, settings.shadow_labels_topic, expected=len(events)
@@ -121,7 +74,7 @@ def test_shadow_versions_reach_the_shadow_topic_and_never_the_enforced_labels(
 def test_a_restarted_worker_rebuilds_the_same_registry_state(
     kafka_bootstrap: str, worker_model_dir: Path
 ) -> None:
-    settings, store = _registry_setup(kafka_bootstrap, worker_model_dir)
+    settings, store = registry_setup(kafka_bootstrap, worker_model_dir)
     store.publish("hate", HATE, author="t", activate=True)
     store.publish("hate", HATE + "\nv2", author="t", activate=True)
     store.publish("hate", HATE + "\nv3", author="t", shadow=True)
@@ -129,7 +82,7 @@ def test_a_restarted_worker_rebuilds_the_same_registry_state(
     expected = store.reader.snapshot()
     store.close()
     for _ in range(2):  # two lives of a worker, each reading the topic from the start
-        with _running_worker(settings) as worker:
+        with running_worker(settings) as worker:
             snapshot = worker.snapshot()
         assert {p: v.version for p, v in snapshot.policies.items()} == {
             p: r.version for p, r in expected.enforced.items()
