@@ -107,7 +107,57 @@ def _millis(text: str | None) -> int | None:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
+def _label_set(settings: Settings, source: str) -> list[dict[str, Any]]:
+    """Label records from a JSONL file, or from a topic given as ``topic:NAME``."""
+    from worker.consumers.replay import read_label_topic
+    from worker.model.evaluate import json_objects
+
+    if source.startswith("topic:"):
+        return read_label_topic(settings, source.removeprefix("topic:"))
+    rows = [record for _, record in json_objects(Path(source))]
+    for row in rows:
+        if "content_id" not in row or not isinstance(row.get("results"), list):
+            raise CopeError(f"{source}: not a label record: {str(row)[:80]}")
+    return rows
+
+
+def _cmd_replay_diff(args: argparse.Namespace, sources: list[str]) -> int:
+    from worker.label_diff import diff_labels, write_report
+
+    if len(sources) != 2 or args.out is None:
+        raise CopeError("usage: cope replay diff A B --out DIR (A, B: JSONL or topic:NAME)")
+    settings = settings_from(args)
+    diffs = diff_labels(_label_set(settings, sources[0]), _label_set(settings, sources[1]))
+    if not diffs:
+        raise CopeError("the two label sets share no (event, policy) to compare")
+    report = write_report(diffs, args.out, (sources[0], sources[1]))
+    print(
+        json.dumps(
+            {
+                "report": str(report),
+                "policies": {
+                    d.policy_id: {
+                        "compared": d.compared,
+                        "newly_flagged": len(d.newly_flagged),
+                        "no_longer_flagged": len(d.no_longer_flagged),
+                    }
+                    for d in diffs.values()
+                },
+            }
+        )
+    )
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.rest and args.rest[0] == "diff":
+        return _cmd_replay_diff(args, args.rest[1:])
+    if args.rest:
+        raise CopeError(f"unexpected arguments {args.rest}; did you mean `cope replay diff`?")
+    if not args.as_of and not args.policy:
+        raise CopeError("choose the policies: --as-of or --policy ID@VERSION")
+    if args.out is None:
+        raise CopeError("--out FILE.jsonl is required")
     from policy_registry.store import RegistryReader
     from worker.consumers.replay import replay_to_jsonl, resolve_range
     from worker.model.runtime import load_classifier
@@ -173,17 +223,26 @@ def register(commands: Any) -> None:
     demo.add_argument("--timeout", type=float, default=300.0)
     demo.set_defaults(handler=_cmd_demo_feed)
 
-    replay = commands.add_parser("replay", help="label a time range again, for audits")
+    replay = commands.add_parser(
+        "replay",
+        help="label a time range again, for audits; `replay diff A B --out DIR` compares labels",
+    )
+    replay.add_argument(
+        "rest",
+        nargs="*",
+        metavar="diff A B",
+        help="compare two label sets (JSONL files or topic:NAME)",
+    )
     replay.add_argument("--from", dest="start", help="ISO-8601 start (default: the beginning)")
     replay.add_argument("--to", dest="end", help="ISO-8601 end, exclusive (default: now)")
     replay.add_argument("--partitions", help="comma-separated partitions (default: all)")
-    which = replay.add_mutually_exclusive_group(required=True)
+    which = replay.add_mutually_exclusive_group()
     which.add_argument(
         "--as-of", action="store_true", help="each event under the versions active at its time"
     )
     which.add_argument(
         "--policy", action="append", metavar="ID@VERSION", help="exact versions (repeatable)"
     )
-    replay.add_argument("--out", type=Path, required=True, help="labels JSONL (+ .manifest.json)")
+    replay.add_argument("--out", type=Path, help="labels JSONL (+ .manifest.json); diff: a folder")
     model_options(replay)
     replay.set_defaults(handler=_cmd_replay)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from worker.errors import CopeError
 from worker.model.runtime import Classifier
@@ -28,7 +28,7 @@ from worker.policies import PolicySnapshot
 from worker.schemas import ModelRef
 from worker.settings import Settings
 
-__all__ = ["ReplayRange", "replay_to_jsonl", "resolve_range"]
+__all__ = ["ReplayRange", "read_label_topic", "replay_to_jsonl", "resolve_range"]
 
 SnapshotAt = Callable[[int | None], PolicySnapshot]  # event timestamp (ms) -> policies
 
@@ -94,42 +94,57 @@ def _offset_at(
     return high if found.offset < 0 else min(found.offset, high)
 
 
+def _read_until(
+    consumer: Consumer, topic: str, ends: dict[int, int], max_messages: int, stall_s: float = 60.0
+) -> Iterator[list[Message]]:
+    """Batches of data records below each partition's end offset, until every end is reached.
+
+    Ends are judged by the consumer's position, not by the last record seen:
+    transaction markers take offsets too, so a transactional topic's last
+    record can sit below its end offset.
+    """
+    remaining = dict(ends)
+    progress_at = time.monotonic()
+    while remaining:
+        batch = []
+        for message in consumer.consume(num_messages=max_messages, timeout=1):
+            partition, offset = message.partition() or 0, message.offset() or 0
+            if message.error() is None and offset < remaining.get(partition, -1):
+                batch.append(message)
+        positions = consumer.position([TopicPartition(topic, p) for p in remaining])
+        for position in positions:
+            if position.offset >= remaining[position.partition]:
+                del remaining[position.partition]
+        if batch or len(positions) != len(remaining):
+            progress_at = time.monotonic()
+        elif time.monotonic() - progress_at > stall_s:
+            raise CopeError(f"reading {topic} stalled short of its end offsets {remaining}")
+        if batch:
+            yield batch
+
+
 def _records(settings: Settings, window: ReplayRange) -> Iterator[list[RawRecord]]:
     """Batches of the range's records, each partition read up to its fixed end."""
     consumer = _consumer(settings)
-    remaining = {p: (s, e) for p, (s, e) in window.offsets.items() if e > s}
-    consumer.assign(
-        [
-            TopicPartition(window.topic, p, s if s >= 0 else OFFSET_BEGINNING)
-            for p, (s, _) in remaining.items()
-        ]
-    )
+    ends = {p: e for p, (s, e) in window.offsets.items() if e > s}
+    consumer.assign([TopicPartition(window.topic, p, window.offsets[p][0]) for p in ends])
     try:
-        while remaining:
-            batch = []
-            for message in consumer.consume(num_messages=settings.batch_max_events, timeout=1):
-                partition, offset = message.partition() or 0, message.offset() or 0
-                if message.error() is not None or partition not in remaining:
-                    continue
-                _, end = remaining[partition]
-                if offset >= end:
-                    continue
+        for batch in _read_until(consumer, window.topic, ends, settings.batch_max_events):
+            records = []
+            for message in batch:
                 _, timestamp = message.timestamp()
-                batch.append(
+                records.append(
                     RawRecord(
                         window.topic,
-                        partition,
-                        offset,
+                        message.partition() or 0,
+                        message.offset() or 0,
                         timestamp if timestamp > 0 else None,
                         message.key(),
                         message.value(),
                         time.monotonic(),
                     )
                 )
-                if offset + 1 >= end:
-                    del remaining[partition]
-            if batch:
-                yield batch
+            yield records
     finally:
         consumer.close()
 
@@ -187,3 +202,25 @@ def replay_to_jsonl(
     }
     out.with_suffix(".manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def read_label_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every committed label record of a topic up to its end when called (live labels)."""
+    consumer = _consumer(settings)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise CopeError(f"label topic {topic} does not exist")
+        ends = {}
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        return [
+            json.loads(message.value() or b"{}")
+            for batch in _read_until(consumer, topic, ends, 500)
+            for message in batch
+        ]
+    finally:
+        consumer.close()

@@ -28,7 +28,7 @@ def _events(prefix: str, count: int) -> list[tuple[bytes, bytes]]:
 def _replay(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
     for name, value in settings_env.items():
         monkeypatch.setenv(name, value)
-    return main(["replay", "--provider", "cpu", *argv])
+    return main(["replay", *argv, "--provider", "cpu"])
 
 
 def _env(settings: object) -> dict[str, str]:
@@ -75,6 +75,18 @@ def test_as_of_replay_reproduces_live_labels_across_a_swap_to_the_last_bit(
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
     assert manifest["counts"] == {"events": 24, "labels": 24, "dead_letters": 0}
     assert manifest["policy_versions"] == {"hate": [1, 2]}
+    diff_dir = tmp_path / "diff"
+    code = _replay(
+        _env(settings),
+        monkeypatch,
+        "diff",
+        f"topic:{settings.labels_topic}",
+        str(out),
+        "--out",
+        str(diff_dir),
+    )
+    assert code == 0
+    assert "| hate | [1, 2] | [1, 2] | 24 |" in (diff_dir / "report.md").read_text()
 
 
 def test_a_time_range_replays_exactly_its_events_under_a_pinned_version(
