@@ -123,6 +123,12 @@ def main() -> None:
     rate = args.load * model_events_per_s
     sent: dict[str, float] = {}
     total = int(rate * args.latency_seconds)
+    arrivals: list[tuple[str, float]] = []
+    watcher = threading.Thread(  # labels are read while events are still being sent
+        target=lambda: arrivals.extend(_wait_for_labels(reader, total, timeout_s=300)),
+        daemon=True,
+    )
+    watcher.start()
     for i in range(total):
         content_id = f"l{i}"
         sent[content_id] = time.time()
@@ -134,7 +140,7 @@ def main() -> None:
         producer.poll(0)
         time.sleep(max(0.0, sent[content_id] + 1 / rate - time.time()))
     producer.flush(30)
-    arrivals = _wait_for_labels(reader, total, timeout_s=300)
+    watcher.join(330)
     worker.stop()
     thread.join(60)
     reader.close()
