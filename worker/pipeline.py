@@ -59,7 +59,9 @@ class BatchOutcome:
     labels: list[tuple[bytes, bytes]] = field(default_factory=list)
     shadow_labels: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-    rejections: list[tuple[SourceCoordinates, DeadLetterReason]] = field(default_factory=list)
+    rejections: list[tuple[SourceCoordinates, DeadLetterReason, str | None]] = field(
+        default_factory=list
+    )
     pairs: int = 0
 
 
@@ -67,6 +69,7 @@ class BatchOutcome:
 class _Rejection:
     reason: DeadLetterReason
     detail: str
+    content_id: str | None = None  # known once the event itself parsed
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -100,19 +103,23 @@ def _parse(
         return _Rejection("invalid_event", problems)
     if len(event.text) > max_text_chars:
         return _Rejection(
-            "oversized_text", f"text has {len(event.text)} characters; limit {max_text_chars}"
+            "oversized_text",
+            f"text has {len(event.text)} characters; limit {max_text_chars}",
+            event.id,
         )
     wanted = event.policy_ids if event.policy_ids is not None else list(default_policy_ids)
     unusable = [policy_id for policy_id in wanted if policy_id in snapshot.unusable]
     if unusable:
         return _Rejection(
-            "policy_unusable", f"policy versions the model cannot read: {', '.join(unusable)}"
+            "policy_unusable",
+            f"policy versions the model cannot read: {', '.join(unusable)}",
+            event.id,
         )
     unknown = [policy_id for policy_id in wanted if snapshot.get(policy_id) is None]
     if unknown:
-        return _Rejection("unknown_policy", f"unknown policy ids: {', '.join(unknown)}")
+        return _Rejection("unknown_policy", f"unknown policy ids: {', '.join(unknown)}", event.id)
     if not wanted:
-        return _Rejection("invalid_event", "no policies to apply (policy_ids is empty)")
+        return _Rejection("invalid_event", "no policies to apply (policy_ids is empty)", event.id)
     return event, [policy for pid in wanted if (policy := snapshot.get(pid)) is not None]
 
 
@@ -153,7 +160,7 @@ def process_batch(
             original_value_b64=_b64(record.value),
         )
         outcome.dead_letters.append((record.key, letter.model_dump_json().encode()))
-        outcome.rejections.append((letter.source, parsed.reason))
+        outcome.rejections.append((letter.source, parsed.reason, parsed.content_id))
 
     # Shadow versions are scored in the same model call, but their results go to
     # separate records: they never enter the enforced labels.

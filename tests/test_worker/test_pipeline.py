@@ -104,7 +104,9 @@ def test_every_kind_of_bad_input_becomes_a_dead_letter_with_its_bytes() -> None:
         assert base64.b64decode(letter.original_value_b64 or "") == value
         assert letter.detail
     assert [key for key, _ in outcome.labels] == [b"ok"]  # good records around them go on
-    assert [reason for _, reason in outcome.rejections] == list(cases)
+    assert [reason for _, reason, _ in outcome.rejections] == list(cases)
+    ids = [content_id for _, _, content_id in outcome.rejections]
+    assert ids == [None, None, None, "x", "x"]  # known once the event parsed
 
 
 def test_a_tombstone_and_an_empty_policy_list_are_dead_letters() -> None:

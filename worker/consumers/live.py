@@ -213,10 +213,11 @@ class LiveWorker:
         metrics.pairs.inc(outcome.pairs)
         metrics.events.labels("labelled").inc(len(outcome.labels))
         metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
-        for source, reason in outcome.rejections:
+        for source, reason, content_id in outcome.rejections:
             metrics.dead_letters.labels(reason).inc()
             log.warning(
                 "dead_letter",
+                content_id=content_id,
                 topic=source.topic,
                 partition=source.partition,
                 offset=source.offset,
