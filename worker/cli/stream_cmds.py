@@ -204,6 +204,84 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """Find a content id's live label, re-score it as recorded, say whether it reproduces."""
+    from policy_registry.store import RegistryReader
+    from worker.consumers.replay import fetch_record, read_label_topic
+    from worker.model.runtime import load_classifier
+    from worker.pipeline import process_batch
+    from worker.policies import pinned_snapshot
+    from worker.schemas import ModelRef
+
+    settings = settings_from(args)
+    found = [
+        row
+        for row in read_label_topic(settings, settings.labels_topic)
+        if row.get("content_id") == args.content_id
+    ]
+    if not found:
+        raise CopeError(f"no label for content id {args.content_id!r} in {settings.labels_topic}")
+    label = found[-1]
+    reader = RegistryReader(
+        settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options
+    )
+    try:
+        reader.catch_up(settings.registry_catch_up_s)
+    finally:
+        reader.close()
+    recorded = {r["policy_id"]: r for r in label["results"]}
+    snapshot = pinned_snapshot(reader.state, {p: r["policy_version"] for p, r in recorded.items()})
+    classifier = load_classifier(settings)
+    if classifier.model_sha256 != label["model"]["sha256"]:
+        raise CopeError(
+            f"the label was made by model {label['model']['name']} "
+            f"{label['model']['version']} (sha256 {label['model']['sha256'][:12]}…); "
+            "point COPE_MODEL_DIR at that model to reproduce it"
+        )
+    source = label["source"]
+    record = fetch_record(settings, source["topic"], source["partition"], source["offset"])
+    model = ModelRef(
+        name=classifier.manifest.name,
+        version=classifier.manifest.version,
+        sha256=classifier.model_sha256,
+    )
+    outcome = process_batch(
+        [record],
+        snapshot,
+        classifier,
+        model,
+        default_policy_ids=list(recorded),
+        max_text_chars=settings.max_text_chars,
+    )
+    if not outcome.labels:
+        raise CopeError("the source record no longer yields a label (was it rewritten?)")
+    rescored = {r["policy_id"]: r for r in json.loads(outcome.labels[0][1])["results"]}
+    policies = []
+    for policy_id, before in recorded.items():
+        applied = snapshot.policies[policy_id]
+        policies.append(
+            {
+                "policy_id": policy_id,
+                "version": before["policy_version"],
+                "sha256_matches": applied.sha256 == before["policy_sha256"],
+                "recorded_score": before["score"],
+                "rescored": rescored[policy_id]["score"],
+                "reproduces": rescored[policy_id]["score"] == before["score"]
+                and rescored[policy_id]["decision"] == before["decision"],
+                "policy_text": applied.text,
+            }
+        )
+    report = {
+        "content_id": args.content_id,
+        "source": source,
+        "model": label["model"],
+        "reproduces": all(p["reproduces"] and p["sha256_matches"] for p in policies),
+        "policies": policies,
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if report["reproduces"] else 1
+
+
 def register(commands: Any) -> None:
     """Add the worker, topics and demo commands."""
     worker = commands.add_parser("worker", help="the streaming worker")
@@ -246,3 +324,8 @@ def register(commands: Any) -> None:
     replay.add_argument("--out", type=Path, help="labels JSONL (+ .manifest.json); diff: a folder")
     model_options(replay)
     replay.set_defaults(handler=_cmd_replay)
+
+    audit = commands.add_parser("audit", help="re-score a live label as recorded and compare")
+    audit.add_argument("content_id")
+    model_options(audit)
+    audit.set_defaults(handler=_cmd_audit)

@@ -28,7 +28,13 @@ from worker.policies import PolicySnapshot
 from worker.schemas import ModelRef
 from worker.settings import Settings
 
-__all__ = ["ReplayRange", "read_label_topic", "replay_to_jsonl", "resolve_range"]
+__all__ = [
+    "ReplayRange",
+    "fetch_record",
+    "read_label_topic",
+    "replay_to_jsonl",
+    "resolve_range",
+]
 
 SnapshotAt = Callable[[int | None], PolicySnapshot]  # event timestamp (ms) -> policies
 
@@ -222,5 +228,28 @@ def read_label_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
             for batch in _read_until(consumer, topic, ends, 500)
             for message in batch
         ]
+    finally:
+        consumer.close()
+
+
+def fetch_record(settings: Settings, topic: str, partition: int, offset: int) -> RawRecord:
+    """The one record at (topic, partition, offset), as the worker first saw it."""
+    consumer = _consumer(settings)
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        for batch in _read_until(consumer, topic, {partition: offset + 1}, 1, stall_s=15):
+            for message in batch:
+                if message.offset() == offset:
+                    _, timestamp = message.timestamp()
+                    return RawRecord(
+                        topic,
+                        partition,
+                        offset,
+                        timestamp if timestamp > 0 else None,
+                        message.key(),
+                        message.value(),
+                        time.monotonic(),
+                    )
+        raise CopeError(f"{topic}[{partition}]@{offset} is gone (retention or compaction)")
     finally:
         consumer.close()

@@ -145,3 +145,33 @@ def test_bad_replay_requests_are_clear_errors(
     assert "not an ISO-8601 time" in capsys.readouterr().err
     assert _replay(env, monkeypatch, "--as-of", "--partitions", "9", "--out", out) == 2
     assert "has no partition(s) [9]" in capsys.readouterr().err
+
+
+def test_audit_reproduces_a_live_label_and_shows_the_policy_applied(
+    kafka_bootstrap: str,
+    worker_model_dir: Path,
+    toy_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, store = registry_setup(kafka_bootstrap, worker_model_dir)
+    store.publish("hate", HATE, author="t", activate=True)
+    store.close()
+    with running_worker(settings):
+        produce(kafka_bootstrap, settings.content_topic, _events("q", 6))
+        read_committed(kafka_bootstrap, settings.labels_topic, expected=6, settle_s=0)
+    env = {**_env(settings), "COPE_LABELS_TOPIC": settings.labels_topic}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()  # drop the worker's log lines
+    assert main(["audit", "q3", "--provider", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reproduces"] is True
+    [policy] = report["policies"]
+    assert (policy["policy_id"], policy["version"]) == ("hate", 1)
+    assert policy["recorded_score"] == policy["rescored"]
+    assert policy["policy_text"] == HATE
+    assert main(["audit", "nobody", "--provider", "cpu"]) == 2
+    assert "no label for content id 'nobody'" in capsys.readouterr().err
+    assert main(["audit", "q3", "--provider", "cpu", "--model-dir", str(toy_model_dir)]) == 2
+    assert "point COPE_MODEL_DIR at that model" in capsys.readouterr().err
