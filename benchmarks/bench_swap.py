@@ -33,7 +33,6 @@ from worker.consumers.admin import ensure_topics  # noqa: E402
 from worker.consumers.live import LiveWorker  # noqa: E402
 from worker.model.runtime import load_classifier  # noqa: E402
 from worker.policies import RegistryPolicies  # noqa: E402
-from worker.schemas import ModelRef  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
 
@@ -70,11 +69,7 @@ def main() -> None:
     reader = RegistryReader(bootstrap, settings.registry_topic)
     reader.catch_up()
     reader.follow()
-    model = ModelRef(
-        name=classifier.manifest.name,
-        version=classifier.manifest.version,
-        sha256=classifier.model_sha256,
-    )
+    model = classifier.model_ref()
     worker = LiveWorker(
         settings, classifier, model, RegistryPolicies(reader, classifier.tokenizer.encode_policy)
     )

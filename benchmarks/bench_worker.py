@@ -34,7 +34,6 @@ from worker.consumers.admin import ensure_topics  # noqa: E402
 from worker.consumers.live import LiveWorker  # noqa: E402
 from worker.model.runtime import load_classifier  # noqa: E402
 from worker.policies import library_snapshot  # noqa: E402
-from worker.schemas import ModelRef  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
 POLICIES = ["hate", "violence"]
@@ -106,11 +105,7 @@ def main() -> None:
             value=json.dumps({"id": f"e{i}", "text": text}).encode(),
         )
     producer.flush(30)
-    model = ModelRef(
-        name=classifier.manifest.name,
-        version=classifier.manifest.version,
-        sha256=classifier.model_sha256,
-    )
+    model = classifier.model_ref()
     worker = LiveWorker(base, classifier, model, lambda: snapshot)
     reader = _label_reader(bootstrap, base.labels_topic)
     thread = threading.Thread(target=worker.run, daemon=True)

@@ -17,7 +17,6 @@ from policy_registry.store import RegistryReader, RegistryStore, ensure_registry
 from worker.consumers.live import LiveWorker
 from worker.model.runtime import load_classifier
 from worker.policies import RegistryPolicies
-from worker.schemas import ModelRef
 from worker.settings import Settings
 
 
@@ -127,7 +126,7 @@ def running_worker(settings: Settings) -> Iterator[LiveWorker]:
     reader = RegistryReader(settings.kafka_bootstrap, settings.registry_topic)
     reader.catch_up()
     reader.follow()
-    model = ModelRef(name="tiny", version="1", sha256=classifier.model_sha256)
+    model = classifier.model_ref()
     worker = LiveWorker(
         settings, classifier, model, RegistryPolicies(reader, classifier.tokenizer.encode_policy)
     )

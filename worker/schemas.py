@@ -77,6 +77,10 @@ class ModelRef(BaseModel):
     name: str
     version: str
     sha256: str
+    manifest_sha256: str | None = Field(
+        default=None, description="The manifest fixes the window and policy limits."
+    )
+    window_stride: int | None = Field(default=None, description="Tokens shared by windows.")
 
 
 class LabelRecord(BaseModel):

@@ -58,7 +58,6 @@ def _cmd_worker_run(args: argparse.Namespace) -> int:
     from worker.consumers.live import LiveWorker
     from worker.model.runtime import load_classifier
     from worker.observability import Health, WorkerMetrics, configure_logging, serve_http
-    from worker.schemas import ModelRef
 
     configure_logging()
     settings = settings_from(args)
@@ -66,11 +65,7 @@ def _cmd_worker_run(args: argparse.Namespace) -> int:
     if settings.metrics_port:
         serve_http(settings.metrics_port, metrics, health)
     classifier = load_classifier(settings)
-    model = ModelRef(
-        name=classifier.manifest.name,
-        version=classifier.manifest.version,
-        sha256=classifier.model_sha256,
-    )
+    model = classifier.model_ref()
     snapshot = _policy_source(settings, metrics, health, classifier.tokenizer.encode_policy)
     worker = LiveWorker(settings, classifier, model, snapshot, metrics, health)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -162,7 +157,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from worker.consumers.replay import replay_to_jsonl, resolve_range
     from worker.model.runtime import load_classifier
     from worker.policies import as_of_snapshots, pinned_snapshot
-    from worker.schemas import ModelRef
 
     settings = settings_from(args)
     reader = RegistryReader(
@@ -187,11 +181,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     partitions = [int(p) for p in args.partitions.split(",")] if args.partitions else None
     window = resolve_range(settings, _millis(args.start), _millis(args.end), partitions)
     classifier = load_classifier(settings)
-    model = ModelRef(
-        name=classifier.manifest.name,
-        version=classifier.manifest.version,
-        sha256=classifier.model_sha256,
-    )
+    model = classifier.model_ref()
     description = {
         "from": args.start,
         "to": args.end,
@@ -211,7 +201,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from worker.model.runtime import load_classifier
     from worker.pipeline import process_batch
     from worker.policies import pinned_snapshot
-    from worker.schemas import ModelRef
 
     settings = settings_from(args)
     found = [
@@ -232,19 +221,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     recorded = {r["policy_id"]: r for r in label["results"]}
     snapshot = pinned_snapshot(reader.state, {p: r["policy_version"] for p, r in recorded.items()})
     classifier = load_classifier(settings)
-    if classifier.model_sha256 != label["model"]["sha256"]:
+    current = classifier.model_ref().model_dump()
+    differs = [
+        key
+        for key, value in label["model"].items()
+        if value is not None and key in current and current[key] != value
+    ]
+    if differs:
         raise CopeError(
             f"the label was made by model {label['model']['name']} "
-            f"{label['model']['version']} (sha256 {label['model']['sha256'][:12]}…); "
-            "point COPE_MODEL_DIR at that model to reproduce it"
+            f"{label['model']['version']} ({', '.join(differs)} differ from the "
+            "model loaded here); point COPE_MODEL_DIR (and COPE_WINDOW_STRIDE) at "
+            "that model to reproduce it"
         )
     source = label["source"]
     record = fetch_record(settings, source["topic"], source["partition"], source["offset"])
-    model = ModelRef(
-        name=classifier.manifest.name,
-        version=classifier.manifest.version,
-        sha256=classifier.model_sha256,
-    )
+    model = classifier.model_ref()
     outcome = process_batch(
         [record],
         snapshot,

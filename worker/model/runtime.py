@@ -26,8 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.errors import ModelError, ProviderUnavailableError
-from worker.model.manifest import Manifest, Variant, load_manifest
+from worker.model.manifest import MANIFEST_NAME, Manifest, Variant, load_manifest, sha256_file
 from worker.model.tokenize import PairTokenizer, TokenRow
+from worker.schemas import ModelRef
 from worker.settings import Provider, Settings
 
 __all__ = ["Classifier", "OnnxClassifier", "Scores", "load_classifier", "resolve_provider"]
@@ -127,6 +128,7 @@ class OnnxClassifier:
         import onnxruntime as ort
 
         self.manifest = manifest
+        self.manifest_sha256: str | None = None  # set by load_classifier, which read the file
         self.device = device
         self.variant = variant
         self.tokenizer = tokenizer
@@ -163,6 +165,16 @@ class OnnxClassifier:
     @property
     def model_sha256(self) -> str:
         return self.manifest.variant(self.variant).sha256
+
+    def model_ref(self) -> ModelRef:
+        """What labels record of this model: everything that decides a score."""
+        return ModelRef(
+            name=self.manifest.name,
+            version=self.manifest.version,
+            sha256=self.model_sha256,
+            manifest_sha256=self.manifest_sha256,
+            window_stride=self.tokenizer.window_stride,
+        )
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> Scores:
         """Probability that each content meets its policy (max over windows)."""
@@ -222,7 +234,7 @@ def load_classifier(settings: Settings, variant: Variant | None = None) -> OnnxC
         max_policy_tokens=manifest.max_policy_tokens,
         window_stride=settings.window_stride,
     )
-    return OnnxClassifier(
+    classifier = OnnxClassifier(
         manifest,
         model_path,
         tokenizer,
@@ -232,3 +244,5 @@ def load_classifier(settings: Settings, variant: Variant | None = None) -> OnnxC
         intra_op_threads=settings.intra_op_threads,
         deterministic=settings.deterministic,
     )
+    classifier.manifest_sha256 = sha256_file(settings.model_dir / MANIFEST_NAME)
+    return classifier

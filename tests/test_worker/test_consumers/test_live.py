@@ -22,7 +22,6 @@ from tests.kafka_support import (
 from worker.consumers.live import LiveWorker
 from worker.model.runtime import load_classifier
 from worker.policies import library_snapshot
-from worker.schemas import ModelRef
 from worker.settings import Settings
 
 POLICIES = ["hate", "violence"]
@@ -53,11 +52,7 @@ class RunningWorker:
 
     def __init__(self, settings: Settings) -> None:
         classifier = load_classifier(settings)
-        model = ModelRef(
-            name=classifier.manifest.name,
-            version=classifier.manifest.version,
-            sha256=classifier.model_sha256,
-        )
+        model = classifier.model_ref()
         snapshot = library_snapshot(settings.default_policy_ids, settings.decision_threshold)
         self.worker = LiveWorker(settings, classifier, model, lambda: snapshot)
         self.thread: threading.Thread | None = None
@@ -112,6 +107,8 @@ def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
         for result in record["results"]
     )
     assert record["model"]["name"] == "tiny-512"
+    assert len(record["model"]["manifest_sha256"]) == 64
+    assert record["model"]["window_stride"] == 64
     assert record["source"]["topic"] == f"{prefix}.events"
     assert record["metadata"]["n"] == int(record["content_id"][1:])
     reasons = {key: json.loads(value)["reason"] for key, value in letters}

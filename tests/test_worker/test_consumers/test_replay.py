@@ -150,7 +150,7 @@ def test_bad_replay_requests_are_clear_errors(
 def test_audit_reproduces_a_live_label_and_shows_the_policy_applied(
     kafka_bootstrap: str,
     worker_model_dir: Path,
-    toy_model_dir: Path,
+    tiny_model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -173,5 +173,7 @@ def test_audit_reproduces_a_live_label_and_shows_the_policy_applied(
     assert policy["policy_text"] == HATE
     assert main(["audit", "nobody", "--provider", "cpu"]) == 2
     assert "no label for content id 'nobody'" in capsys.readouterr().err
-    assert main(["audit", "q3", "--provider", "cpu", "--model-dir", str(toy_model_dir)]) == 2
-    assert "point COPE_MODEL_DIR at that model" in capsys.readouterr().err
+    assert main(["audit", "q3", "--provider", "cpu", "--model-dir", str(tiny_model_dir)]) == 2
+    error = capsys.readouterr().err  # same ONNX file, another manifest (window): refused
+    assert "manifest_sha256 differ" in error
+    assert "point COPE_MODEL_DIR" in error
