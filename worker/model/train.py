@@ -98,7 +98,6 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     """
     import torch
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
