@@ -8,6 +8,7 @@ partition (no consumer group), read to the end before serving, then follow.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -264,8 +265,6 @@ class RegistryStore:
         shadow: bool = False,
     ) -> VersionRecord:
         """Validate and store a new version; optionally activate or shadow it."""
-        import hashlib
-
         parse_policy(text, count_tokens=self.count_tokens, max_tokens=self.max_policy_tokens)
         if not 0.0 < threshold < 1.0:
             raise PolicyError(f"threshold {threshold} is outside (0, 1)")

@@ -17,22 +17,14 @@ from typing import Any, TextIO
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from worker.errors import CopeError
+from worker.model.evaluate import json_objects
 from worker.settings import Settings
 
 __all__ = ["feed_and_watch"]
 
 
 def _events(paths: list[Path]) -> list[dict[str, Any]]:
-    events = []
-    for path in paths:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise CopeError(f"{path}:{number}: not a JSON event: {exc}") from exc
-    return events
+    return [record for path in paths for _, record in json_objects(path)]
 
 
 def _watcher(settings: Settings) -> Consumer:

@@ -200,3 +200,30 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(60)
     assert Counter(key for key, _ in labels) == Counter(key for key, _ in events)
+
+
+def test_the_demo_client_publishes_events_and_shows_each_label(
+    kafka_bootstrap: str, worker_model_dir: Path, tmp_path: Path
+) -> None:
+    import io
+
+    from worker.consumers.demo import feed_and_watch
+
+    prefix = unique_prefix()
+    _topics(kafka_bootstrap, prefix)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": f"sample {i}"}) + "\n" for i in range(5))
+        + json.dumps({"id": "d-bad", "text": "x", "policy_ids": ["nope"]})
+        + "\n"
+    )
+    shown = io.StringIO()
+    with RunningWorker(_settings(kafka_bootstrap, prefix, worker_model_dir)):
+        count = feed_and_watch(
+            _settings(kafka_bootstrap, prefix, worker_model_dir), [events], timeout_s=60, out=shown
+        )
+    assert count == 5
+    lines = shown.getvalue().splitlines()
+    assert lines[0].startswith("published 6 events")
+    assert sum(line.startswith("d") and "hate=" in line for line in lines) == 5
+    assert any("dead letter: unknown_policy" in line for line in lines)
