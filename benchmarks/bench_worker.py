@@ -6,7 +6,8 @@ In one run, on the same events and policies:
    consumes, scores, produces labels and commits transactions; events/s from
    its first consumed record to the last label committed;
 3. latency: events published at a fixed rate below capacity; p50/p99 from the
-   event's timestamp to its label being readable (read_committed).
+   event's timestamp to its label being readable (read_committed);
+4. replay: every event of the topic replayed to a file, events/s beside live's.
 
     COPE_KAFKA_BOOTSTRAP=... .venv/bin/python benchmarks/bench_worker.py [--events 96]
 """
@@ -18,6 +19,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +34,7 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from benchmarks.bench_runtime import _cpu_model, realistic_contents  # noqa: E402
 from worker.consumers.admin import ensure_topics  # noqa: E402
 from worker.consumers.live import LiveWorker  # noqa: E402
+from worker.consumers.replay import replay_to_jsonl, resolve_range  # noqa: E402
 from worker.model.runtime import load_classifier  # noqa: E402
 from worker.policies import library_snapshot  # noqa: E402
 from worker.settings import Settings  # noqa: E402
@@ -139,6 +142,21 @@ def main() -> None:
     worker.stop()
     thread.join(60)
     reader.close()
+
+    # 4. replay: every event of the topic again, under the same policies, to a JSONL file
+    window = resolve_range(base, None, None)
+    with tempfile.TemporaryDirectory() as scratch:
+        manifest = replay_to_jsonl(
+            base,
+            window,
+            classifier,
+            classifier.model_ref(),
+            lambda _: snapshot,
+            Path(scratch) / "replay.jsonl",
+            {},
+        )
+    replay_events_per_s = manifest["counts"]["events"] / manifest["seconds"]
+    print(f"replay: {replay_events_per_s:.2f} events/s", file=sys.stderr)
     latencies = sorted(at - sent[cid] for cid, at in arrivals if cid in sent)
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
@@ -156,6 +174,9 @@ def main() -> None:
         "latency_events": len(latencies),
         "latency_p50_ms": round(1000 * p50, 1),
         "latency_p99_ms": round(1000 * p99, 1),
+        "replay_events": manifest["counts"]["events"],
+        "replay_events_per_s": round(replay_events_per_s, 2),
+        "replay_over_end_to_end": round(replay_events_per_s / end_to_end_events_per_s, 3),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"worker-cpu-{datetime.now(UTC).strftime('%Y%m%d')}.json"
