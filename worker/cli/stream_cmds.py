@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,36 @@ from worker.settings import Settings
 __all__ = ["register"]
 
 
+def _registry_reader(settings: Settings, on_skip: Callable[[str], None] | None = None) -> Any:
+    """A reader of the registry topic, verifying signatures when a public key is set."""
+    from policy_registry.signing import Verifier
+    from policy_registry.store import RegistryReader
+
+    verifier = (
+        Verifier.from_pem(settings.registry_public_key) if settings.registry_public_key else None
+    )
+    return RegistryReader(
+        settings.kafka_bootstrap,
+        settings.registry_topic,
+        settings.kafka_options,
+        on_skip=on_skip,
+        verifier=verifier,
+    )
+
+
+def _registry_state(settings: Settings) -> Any:
+    """The registry as of now, read to its end (replay and audit need only its history)."""
+    reader = _registry_reader(settings)
+    try:
+        reader.catch_up(settings.registry_catch_up_s)
+    finally:
+        reader.close()
+    return reader.state
+
+
 def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) -> Any:
     """Per-batch snapshots: the registry (read to its end first) or the library."""
-    from policy_registry.signing import Verifier
-    from policy_registry.store import RegistryReader, check_registry_topic
+    from policy_registry.store import check_registry_topic
     from worker.policies import RegistryPolicies, library_snapshot
 
     if settings.policy_source == "library":
@@ -34,17 +61,7 @@ def _policy_source(settings: Settings, metrics: Any, health: Any, check: Any) ->
         log.warning("registry_record_skipped", topic=settings.registry_topic, reason=reason)
 
     check_registry_topic(settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options)
-    reader = RegistryReader(
-        settings.kafka_bootstrap,
-        settings.registry_topic,
-        settings.kafka_options,
-        on_skip=skipped,
-        verifier=(
-            Verifier.from_pem(settings.registry_public_key)
-            if settings.registry_public_key
-            else None
-        ),
-    )
+    reader = _registry_reader(settings, on_skip=skipped)
     health.caught_up = False
     reader.catch_up(settings.registry_catch_up_s)  # nothing is classified before this
     health.caught_up = True
@@ -153,21 +170,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise CopeError("choose the policies: --as-of or --policy ID@VERSION")
     if args.out is None:
         raise CopeError("--out FILE.jsonl is required")
-    from policy_registry.store import RegistryReader
     from worker.consumers.replay import replay_to_jsonl, resolve_range
     from worker.model.runtime import load_classifier
     from worker.policies import as_of_snapshots, pinned_snapshot
 
     settings = settings_from(args)
-    reader = RegistryReader(
-        settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options
-    )
-    try:
-        reader.catch_up(settings.registry_catch_up_s)
-    finally:
-        reader.close()
+    state = _registry_state(settings)
     if args.as_of:
-        snapshot_at = as_of_snapshots(reader.state)
+        snapshot_at = as_of_snapshots(state)
     else:
         chosen = {}
         for ref in args.policy:
@@ -175,7 +185,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             if not version.isdigit():
                 raise CopeError(f"--policy {ref!r}: use ID@VERSION")
             chosen[policy_id] = int(version)
-        pinned = pinned_snapshot(reader.state, chosen)
+        pinned = pinned_snapshot(state, chosen)
         settings = settings.model_copy(update={"default_policy_ids": list(chosen)})
         snapshot_at = lambda _: pinned  # noqa: E731
     partitions = [int(p) for p in args.partitions.split(",")] if args.partitions else None
@@ -196,7 +206,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     """Find a content id's live label, re-score it as recorded, say whether it reproduces."""
-    from policy_registry.store import RegistryReader
     from worker.consumers.replay import fetch_record, read_label_topic
     from worker.model.runtime import load_classifier
     from worker.pipeline import process_batch
@@ -211,15 +220,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if not found:
         raise CopeError(f"no label for content id {args.content_id!r} in {settings.labels_topic}")
     label = found[-1]
-    reader = RegistryReader(
-        settings.kafka_bootstrap, settings.registry_topic, settings.kafka_options
-    )
-    try:
-        reader.catch_up(settings.registry_catch_up_s)
-    finally:
-        reader.close()
+    state = _registry_state(settings)
     recorded = {r["policy_id"]: r for r in label["results"]}
-    snapshot = pinned_snapshot(reader.state, {p: r["policy_version"] for p, r in recorded.items()})
+    snapshot = pinned_snapshot(state, {p: r["policy_version"] for p, r in recorded.items()})
     classifier = load_classifier(settings)
     current = classifier.model_ref().model_dump()
     differs = [

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
+from worker.consumers.kafka import reader_config
 from worker.errors import CopeError
 from worker.model.evaluate import json_objects
 from worker.settings import Settings
@@ -28,15 +28,7 @@ def _events(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def _watcher(settings: Settings) -> Consumer:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"cope-demo-{uuid.uuid4().hex[:8]}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            **settings.kafka_options,
-        }
-    )
+    consumer = Consumer(reader_config(settings, "demo"))
     partitions = []
     for topic in (settings.labels_topic, settings.dlq_topic):
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)

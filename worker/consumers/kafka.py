@@ -7,11 +7,12 @@ wins, so operators can set any librdkafka option without a code change.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from worker.settings import Settings
 
-__all__ = ["consumer_config", "producer_config"]
+__all__ = ["consumer_config", "producer_config", "reader_config"]
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -38,5 +39,20 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "enable.idempotence": True,
         "linger.ms": 5,
         "compression.type": "lz4",
+        **settings.kafka_options,
+    }
+
+
+def reader_config(settings: Settings, purpose: str) -> dict[str, Any]:
+    """A reader of committed records that assigns partitions itself (demo, replay, audit).
+
+    librdkafka wants a group id; a throwaway one keeps these readers apart from
+    the live group, and nothing is ever committed under it.
+    """
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"cope-{purpose}-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
         **settings.kafka_options,
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from worker.consumers.kafka import reader_config
 from worker.errors import CopeError
 from worker.model.runtime import Classifier
 from worker.observability import Progress
@@ -51,15 +52,7 @@ class ReplayRange:
 
 
 def _consumer(settings: Settings) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"cope-replay-{uuid.uuid4().hex[:8]}",  # assign() never joins it
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            **settings.kafka_options,
-        }
-    )
+    return Consumer(reader_config(settings, "replay"))
 
 
 def resolve_range(

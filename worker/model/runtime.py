@@ -124,11 +124,12 @@ class OnnxClassifier:
         max_batch_size: int,
         intra_op_threads: int = 0,
         deterministic: bool = True,
+        manifest_sha256: str | None = None,
     ) -> None:
         import onnxruntime as ort
 
         self.manifest = manifest
-        self.manifest_sha256: str | None = None  # set by load_classifier, which read the file
+        self.manifest_sha256 = manifest_sha256
         self.device = device
         self.variant = variant
         self.tokenizer = tokenizer
@@ -234,7 +235,7 @@ def load_classifier(settings: Settings, variant: Variant | None = None) -> OnnxC
         max_policy_tokens=manifest.max_policy_tokens,
         window_stride=settings.window_stride,
     )
-    classifier = OnnxClassifier(
+    return OnnxClassifier(
         manifest,
         model_path,
         tokenizer,
@@ -243,6 +244,5 @@ def load_classifier(settings: Settings, variant: Variant | None = None) -> OnnxC
         max_batch_size=settings.max_batch_size,
         intra_op_threads=settings.intra_op_threads,
         deterministic=settings.deterministic,
+        manifest_sha256=sha256_file(settings.model_dir / MANIFEST_NAME),
     )
-    classifier.manifest_sha256 = sha256_file(settings.model_dir / MANIFEST_NAME)
-    return classifier
