@@ -90,3 +90,18 @@ class Settings(BaseSettings):
     decision_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     max_text_chars: int = Field(default=20_000, ge=1)
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the server.")
+
+    # The rollout monitor (`cope monitor`), a separate process off the hot path.
+    monitor_window_s: int = Field(default=300, ge=1, description="Tumbling window length.")
+    monitor_alert_delta: float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Alert when a new or shadow version's flag rate moves more than this.",
+    )
+    monitor_min_events: int = Field(
+        default=20, ge=1, description="Labels a version needs in a window before it can alert."
+    )
+    monitor_web_port: int = Field(
+        default=6066, ge=1024, le=65535, description="/rates (JSON) and /metrics (Prometheus)."
+    )

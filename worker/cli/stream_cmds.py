@@ -1,4 +1,4 @@
-"""``cope worker run``, ``cope topics create`` and ``cope demo``: the stream."""
+"""The stream commands: worker run, topics create, demo, replay, audit, monitor."""
 
 from __future__ import annotations
 
@@ -168,9 +168,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise CopeError(f"unexpected arguments {args.rest}; did you mean `cope replay diff`?")
     if not args.as_of and not args.policy:
         raise CopeError("choose the policies: --as-of or --policy ID@VERSION")
-    if args.out is None:
-        raise CopeError("--out FILE.jsonl is required")
-    from worker.consumers.replay import replay_to_jsonl, resolve_range
+    if (args.out is None) == (args.to_topic is None):
+        raise CopeError("choose one output: --out FILE.jsonl or --to-topic [NAME]")
+    from worker.consumers.replay import new_run_id, replay, resolve_range
+    from worker.consumers.replay_sinks import (
+        JsonlSink,
+        LabelSink,
+        open_topic_sink,
+        replay_topic_name,
+    )
     from worker.model.runtime import load_classifier
     from worker.policies import as_of_snapshots, pinned_snapshot
 
@@ -197,10 +203,27 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "to": args.end,
         "policies": "as-of" if args.as_of else args.policy,
     }
-    manifest = replay_to_jsonl(
-        settings, window, classifier, model, snapshot_at, args.out, description
+    run_id = new_run_id()
+    if args.to_topic is not None:
+        topic = args.to_topic or replay_topic_name(settings, run_id)
+        sink: LabelSink = open_topic_sink(settings, topic)
+        manifest_path = args.manifest or Path(f"{run_id}.manifest.json")
+    else:
+        sink = JsonlSink(args.out)
+        manifest_path = args.manifest or args.out.with_suffix(".manifest.json")
+    manifest = replay(
+        settings,
+        window,
+        classifier,
+        model,
+        snapshot_at,
+        sink,
+        description,
+        manifest_path=manifest_path,
+        run_id=run_id,
     )
-    print(json.dumps({k: manifest[k] for k in ("run_id", "counts", "seconds", "output")}))
+    summary = {k: manifest[k] for k in ("run_id", "counts", "seconds", "output")}
+    print(json.dumps({**summary, "manifest": str(manifest_path)}))
     return 0
 
 
@@ -277,6 +300,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report["reproduces"] else 1
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from worker.consumers.monitor import run_monitor
+    from worker.observability import configure_logging
+
+    configure_logging()
+    return run_monitor(settings_from(args), from_beginning=args.from_beginning)
+
+
 def register(commands: Any) -> None:
     """Add the worker, topics and demo commands."""
     worker = commands.add_parser("worker", help="the streaming worker")
@@ -317,8 +348,33 @@ def register(commands: Any) -> None:
         "--policy", action="append", metavar="ID@VERSION", help="exact versions (repeatable)"
     )
     replay.add_argument("--out", type=Path, help="labels JSONL (+ .manifest.json); diff: a folder")
+    replay.add_argument(
+        "--to-topic",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="labels to a new topic instead (default name: <labels topic>.<run id>)",
+    )
+    replay.add_argument(
+        "--manifest",
+        type=Path,
+        help="where the run manifest goes (default: beside --out, else ./<run id>.manifest.json)",
+    )
     model_options(replay)
     replay.set_defaults(handler=_cmd_replay)
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="rollout monitor: flag rates and live/shadow agreement per window, with alerts",
+        description="Serves /rates (JSON) and /metrics (Prometheus) on COPE_MONITOR_WEB_PORT; "
+        "window, alert delta and minimum events come from COPE_MONITOR_* settings.",
+    )
+    monitor.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="count the label topics from their start (default: from now on)",
+    )
+    monitor.set_defaults(handler=_cmd_monitor)
 
     audit = commands.add_parser("audit", help="re-score a live label as recorded and compare")
     audit.add_argument("content_id")

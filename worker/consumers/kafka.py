@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.settings import Settings
 
-__all__ = ["consumer_config", "producer_config", "reader_config"]
+__all__ = ["consumer_config", "producer_config", "reader_config", "replay_producer_config"]
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -54,5 +54,19 @@ def reader_config(settings: Settings, purpose: str) -> dict[str, Any]:
         "group.id": f"cope-{purpose}-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
+        **settings.kafka_options,
+    }
+
+
+def replay_producer_config(settings: Settings) -> dict[str, Any]:
+    """An idempotent, non-transactional producer for a replay's own output topic.
+
+    No transactional id: a replay must never fence, or be fenced by, a live worker.
+    """
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "linger.ms": 20,
+        "compression.type": "lz4",
         **settings.kafka_options,
     }

@@ -3,8 +3,9 @@
 The range's end offsets are fixed when the run starts, so a replay always ends
 however busy the topic is. Partitions are assigned directly: no consumer
 group, no committed offsets, nothing the live workers would notice. Labels
-use the live schema plus the run id, go to a JSONL file, and a manifest beside
-it records everything needed to repeat the run.
+use the live schema plus the run id and go to a sink (a JSONL file or a new
+topic named for the run, see ``replay_sinks``); a manifest records everything
+needed to repeat the run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from worker.consumers.kafka import reader_config
+from worker.consumers.replay_sinks import JsonlSink, LabelSink
 from worker.errors import CopeError
 from worker.model.runtime import Classifier
 from worker.observability import Progress
@@ -32,7 +34,9 @@ from worker.settings import Settings
 __all__ = [
     "ReplayRange",
     "fetch_record",
+    "new_run_id",
     "read_label_topic",
+    "replay",
     "replay_to_jsonl",
     "resolve_range",
 ]
@@ -148,22 +152,30 @@ def _records(settings: Settings, window: ReplayRange) -> Iterator[list[RawRecord
         consumer.close()
 
 
-def replay_to_jsonl(
+def new_run_id() -> str:
+    """A run id that sorts by start time and names the run's output topic."""
+    return f"replay-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+
+
+def replay(
     settings: Settings,
     window: ReplayRange,
     classifier: Classifier,
     model: ModelRef,
     snapshot_at: SnapshotAt,
-    out: Path,
+    sink: LabelSink,
     description: dict[str, Any],
+    *,
+    manifest_path: Path,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Label every record of the range into `out`; write and return the run manifest."""
-    run_id = f"replay-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+    """Label every record of the range into `sink`; write and return the run manifest."""
+    run_id = run_id or new_run_id()
     counts = {"events": 0, "labels": 0, "dead_letters": 0}
     versions: dict[str, set[int]] = {}
     progress = Progress(window.count(), "replayed")
     began = time.monotonic()
-    with out.open("w", encoding="utf-8") as handle:
+    try:
         for batch in _records(settings, window):
             groups: dict[int, list[RawRecord]] = {}
             for record in batch:  # one snapshot per group of records sharing their policies
@@ -181,13 +193,16 @@ def replay_to_jsonl(
                     default_policy_ids=settings.default_policy_ids,
                     max_text_chars=settings.max_text_chars,
                 )
-                for _, value in outcome.labels:
-                    handle.write(json.dumps({**json.loads(value), "replay_run_id": run_id}) + "\n")
+                for key, value in outcome.labels:
+                    labelled = {**json.loads(value), "replay_run_id": run_id}
+                    sink.write(key, json.dumps(labelled).encode("utf-8"))
                 counts["labels"] += len(outcome.labels)
                 counts["dead_letters"] += len(outcome.dead_letters)
             counts["events"] += len(batch)
             progress.advance(len(batch))
-    progress.close()
+    finally:
+        progress.close()
+        sink.close()
     manifest = {
         "run_id": run_id,
         **description,
@@ -197,10 +212,32 @@ def replay_to_jsonl(
         "policy_versions": {p: sorted(v) for p, v in sorted(versions.items())},
         "counts": counts,
         "seconds": round(time.monotonic() - began, 3),
-        "output": str(out),
+        **sink.describe(),
     }
-    out.with_suffix(".manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def replay_to_jsonl(
+    settings: Settings,
+    window: ReplayRange,
+    classifier: Classifier,
+    model: ModelRef,
+    snapshot_at: SnapshotAt,
+    out: Path,
+    description: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`replay` into a JSONL file, with its manifest beside it (``.manifest.json``)."""
+    return replay(
+        settings,
+        window,
+        classifier,
+        model,
+        snapshot_at,
+        JsonlSink(out),
+        description,
+        manifest_path=out.with_suffix(".manifest.json"),
+    )
 
 
 def read_label_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
