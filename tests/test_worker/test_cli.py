@@ -237,9 +237,12 @@ def test_eval_reports_the_contract_fields_and_writes_predictions(
             "--predictions-out",
             str(predictions),
             "--json",
+            "--plot",
+            str(tmp_path / "pr.png"),
         ]
     )
     assert code == 0
+    assert (tmp_path / "pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {
         "n",

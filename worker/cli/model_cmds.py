@@ -48,61 +48,77 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from worker.model.train import main as train_main
+    from worker.model.train import run_from_arguments
 
-    forwarded = [
-        str(args.out),
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--max-length",
-        str(args.max_length),
-        "--policies",
-        args.policies,
-    ]
-    if args.data_dir:
-        forwarded += ["--data-dir", args.data_dir]
-    if args.stop_at:
-        forwarded += ["--stop-at", str(args.stop_at)]
-    train_main(forwarded)
+    run_from_arguments(args)
     return 0
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    """Per-policy accuracy on the held-out content of the shared data sets."""
-    import random
-    from dataclasses import asdict
-
-    from worker.model.dataset import DEFAULT_DATA_DIR, build_pairs, load_all
-    from worker.model.evaluate import binary_metrics
+def _validation_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Classifier, labelled texts and the generated variants training used."""
+    from worker.model.dataset import DEFAULT_DATA_DIR, load_all
+    from worker.model.policy_variants import generate_variants
     from worker.model.runtime import load_classifier
 
     classifier = load_classifier(settings_from(args))
-    threshold = classifier.manifest.threshold
-    pairs = build_pairs(
-        load_all(Path(args.data_dir or DEFAULT_DATA_DIR)), set(library_ids()), "validation"
+    texts = load_all(Path(args.data_dir or DEFAULT_DATA_DIR))
+    variants = generate_variants(
+        args.variants_per_area, seed=args.variant_seed, fits=classifier.tokenizer.fits_policy
     )
-    report: dict[str, Any] = {
+    return classifier, texts, variants
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Seen and unseen policies, a held-out harm area and HateCheck flips, on held-out content."""
+    from worker.model.validation import validation_report
+
+    classifier, texts, variants = _validation_inputs(args)
+    report = validation_report(
+        texts,
+        variants,
+        lambda pairs: classifier.predict(pairs).tolist(),
+        limit=args.limit,
+        threshold=classifier.manifest.threshold,
+    )
+    report = {
         "model": classifier.manifest.name,
         "model_version": classifier.manifest.version,
-        "policies": {},
+        **report,
     }
-    all_labels: list[int] = []
-    all_scores: list[float] = []
-    for policy_id in sorted({pair.policy_id for pair in pairs}):
-        chosen = [pair for pair in pairs if pair.policy_id == policy_id]
-        random.Random(0).shuffle(chosen)
-        chosen = chosen[: args.limit]
-        policy = library_policy(policy_id)
-        scores = classifier.predict([(policy, pair.text) for pair in chosen]).tolist()
-        labels = [pair.label for pair in chosen]
-        report["policies"][policy_id] = asdict(binary_metrics(labels, scores, threshold))
-        all_labels += labels
-        all_scores += scores
-        print(policy_id, report["policies"][policy_id], file=sys.stderr, flush=True)
-    report["all"] = asdict(binary_metrics(all_labels, all_scores, threshold))
     print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit one scale and bias for all policies and write them into the manifest."""
+    import numpy as np
+
+    from worker.model.calibrate import fit_calibration, logit
+    from worker.model.manifest import Calibration
+    from worker.model.validation import calibration_pairs
+
+    classifier, texts, variants = _validation_inputs(args)
+    pairs = calibration_pairs(texts, variants, args.per_area)
+    scores = classifier.predict([(pair.policy, pair.text) for pair in pairs])
+    old = classifier.manifest.calibration
+    raw = logit(scores)
+    if old is not None:
+        raw = (raw - old.bias) / old.scale
+    labels = [pair.label for pair in pairs]
+    scale, bias = fit_calibration(raw.tolist(), labels)
+    calibration = Calibration(
+        scale=round(scale, 6),
+        bias=round(bias, 6),
+        pairs=len(pairs),
+        policies=len({pair.policy_id for pair in pairs}),
+    )
+    manifest = classifier.manifest.model_copy(update={"calibration": calibration})
+    manifest.write(settings_from(args).model_dir)
+    flagged = np.asarray(raw) * scale + bias >= 0
+    agreement = float(np.mean(flagged == np.asarray(labels, dtype=bool)))
+    print(json.dumps({**calibration.model_dump(), "accuracy_at_threshold": round(agreement, 4)}))
     return 0
 
 
@@ -233,6 +249,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "policy_sha256": sha256_text(policy),
         "pairs_per_s": round(pairs_per_s, 2),
     }
+    if args.plot:
+        from worker.model.evaluate import write_pr_plot
+
+        title = f"{args.policy} on {args.data.name} ({classifier.manifest.version})"
+        write_pr_plot(args.plot, [row.label for row in rows], scores, threshold, title)
     if args.json:
         print(json.dumps(report))
     else:
@@ -268,6 +289,17 @@ def _cmd_teacher_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variant_options(parser: argparse.ArgumentParser) -> None:
+    """Data and generated-policy options; defaults match ``cope model train``'s."""
+    from worker.model.train import TrainConfig
+
+    defaults = TrainConfig(out="", policies=())
+    parser.add_argument("--data-dir", help="labelled data (default: ../shared/data)")
+    parser.add_argument("--variant-seed", type=int, default=defaults.seed)
+    parser.add_argument("--variants-per-area", type=int, default=defaults.variants_per_area)
+    model_options(parser)
+
+
 def register(commands: Any) -> None:
     """Add the model, label and eval commands."""
     model = commands.add_parser("model", help="export and inspect the classifier")
@@ -290,25 +322,23 @@ def register(commands: Any) -> None:
     train = model_commands.add_parser(
         "train", help="fine-tune on contradictory pairs (resumable; run in the background)"
     )
-    train.add_argument("out", type=Path, help="run folder; an existing run resumes")
-    train.add_argument("--steps", type=int, default=1000, help="length of the whole schedule")
-    train.add_argument("--stop-at", type=int, help="end this run at this step")
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--max-length", type=int, default=512)
-    train.add_argument("--data-dir", help="labelled data (default: ../shared/data)")
-    train.add_argument(
-        "--policies",
-        default="sexual,hate,violence,harassment,self-harm,sexual-minors,hate-threatening,"
-        "violence-graphic,offensive-language",
-    )
+    from worker.model.train import add_train_arguments
+
+    add_train_arguments(train)
     train.set_defaults(handler=_cmd_train)
     validate = model_commands.add_parser(
         "validate", help="per-policy F1 on held-out content of ../shared/data"
     )
-    validate.add_argument("--data-dir")
-    validate.add_argument("--limit", type=int, default=150, help="pairs per policy at most")
-    model_options(validate)
+    validate.add_argument("--limit", type=int, default=100, help="size of each group at most")
+    validate.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    _variant_options(validate)
     validate.set_defaults(handler=_cmd_validate)
+    calibrate = model_commands.add_parser(
+        "calibrate", help="fit one decision threshold for all policies into the manifest"
+    )
+    calibrate.add_argument("--per-area", type=int, default=120, help="pairs per harm area")
+    _variant_options(calibrate)
+    calibrate.set_defaults(handler=_cmd_calibrate)
     info = model_commands.add_parser("info", help="manifest, verified hashes, providers")
     model_options(info)
     info.set_defaults(handler=_cmd_info)
@@ -320,6 +350,9 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--text-field", default="text")
     evaluate.add_argument("--id-field", default="id")
     evaluate.add_argument("--threshold", type=float)
+    evaluate.add_argument(
+        "--plot", type=Path, help="precision-recall curve PNG, operating point marked"
+    )
     evaluate.add_argument("--predictions-out", type=Path)
     evaluate.add_argument("--json", action="store_true")
     model_options(evaluate)

@@ -13,7 +13,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from worker.errors import CopeError
@@ -44,8 +44,13 @@ PYRIT_FILES = {
     "violence.csv": "violence",
     "self_harm.csv": "self-harm",
     "sexual.csv": "sexual",
+    "privacy.csv": "privacy",
+    "exploits.csv": "exploits",
+    "info_integrity.csv": "misinformation",
 }
 HATECHECK_THREATS = {"threat_dir_h", "threat_norm_h"}
+# Harms the moderation sets are not about: their texts are negative there.
+UNRELATED_AREAS = ("spam", "privacy", "exploits", "misinformation")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class LabelledText:
     content_id: str
     text: str
     labels: dict[str, int] = field(hash=False)
+    traits: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,10 @@ def load_openai(data_dir: Path) -> Iterator[LabelledText]:
             labels = {
                 policy: int(row[key]) for key, policy in OPENAI_CATEGORIES.items() if key in row
             }
-            yield LabelledText("openai", row["id"], row["text"], labels)
+            traits = {"source:openai"} | {
+                f"openai:{key}" for key in OPENAI_CATEGORIES if row.get(key) == 1
+            }
+            yield LabelledText("openai", row["id"], row["text"], labels, frozenset(traits))
 
 
 def load_davidson(data_dir: Path, limit: int) -> Iterator[LabelledText]:
@@ -104,19 +113,27 @@ def load_davidson(data_dir: Path, limit: int) -> Iterator[LabelledText]:
                 return
             klass = int(row["class"])
             labels = {"hate": int(klass == 0), "offensive-language": int(klass == 1)}
-            yield LabelledText("davidson", f"davidson-{row['']}", row["tweet"], labels)
+            traits = frozenset({"source:davidson", f"davidson:{klass}"})
+            yield LabelledText("davidson", f"davidson-{row['']}", row["tweet"], labels, traits)
 
 
 def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
-    """HateCheck: gold hateful/non-hateful; threats are also threatening hate."""
+    """HateCheck: gold hateful/non-hateful; threats are also threatening hate and violence."""
     path = _require(data_dir / "hatecheck" / "test_suite_cases.csv")
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             hateful = int(row["label_gold"] == "hateful")
             threatening = int(hateful and row["functionality"] in HATECHECK_THREATS)
             labels = {"hate": hateful, "hate-threatening": threatening}
+            if threatening:
+                labels["violence"] = 1
+            traits = frozenset({"source:hatecheck", f"hatecheck:{row['functionality']}"})
             yield LabelledText(
-                "hatecheck", f"hatecheck-{row['case_id']}", row["test_case"].strip(), labels
+                "hatecheck",
+                f"hatecheck-{row['case_id']}",
+                row["test_case"].strip(),
+                labels,
+                traits,
             )
 
 
@@ -126,7 +143,11 @@ def load_toxigen(data_dir: Path) -> Iterator[LabelledText]:
         for number, line in enumerate(lines):
             row = json.loads(line)
             yield LabelledText(
-                "toxigen", f"toxigen-{number}", row["text"], {"hate": int(row["label"])}
+                "toxigen",
+                f"toxigen-{number}",
+                row["text"],
+                {"hate": int(row["label"])},
+                frozenset({"source:toxigen"}),
             )
 
 
@@ -141,18 +162,28 @@ def load_pyrit(data_dir: Path) -> Iterator[LabelledText]:
                 score = row.get("human_score_1") or ""
                 if not text or not score:
                     continue
+                labels = {policy: int(float(score) >= 0.5), "spam": 0}
                 yield LabelledText(
-                    "pyrit", f"pyrit-{policy}-{number}", text, {policy: int(float(score) >= 0.5)}
+                    "pyrit", f"pyrit-{policy}-{number}", text, labels, frozenset({"source:pyrit"})
                 )
 
 
 def load_all(data_dir: Path = DEFAULT_DATA_DIR, davidson_limit: int = 4000) -> list[LabelledText]:
-    """Every labelled text the training uses."""
-    return [
+    """Every labelled text the training uses.
+
+    Texts of the moderation sets are also negatives under the unrelated
+    harms (spam, personal data, exploits, misinformation), so policies about
+    those learn that most content is not theirs.
+    """
+    moderation = [
         *load_openai(data_dir),
         *load_davidson(data_dir, davidson_limit),
         *load_hatecheck(data_dir),
         *load_toxigen(data_dir),
+    ]
+    unrelated = dict.fromkeys(UNRELATED_AREAS, 0)
+    return [
+        *(replace(item, labels=unrelated | item.labels) for item in moderation),
         *load_pyrit(data_dir),
     ]
 

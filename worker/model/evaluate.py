@@ -22,9 +22,11 @@ __all__ = [
     "Metrics",
     "binary_metrics",
     "json_objects",
+    "precision_recall_curve",
     "read_rows",
     "read_scores",
     "read_texts",
+    "write_pr_plot",
 ]
 
 
@@ -156,3 +158,51 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
         auroc=_auroc(y, s),
         threshold=threshold,
     )
+
+
+def precision_recall_curve(
+    labels: Sequence[int], scores: Sequence[float]
+) -> tuple[list[float], list[float], list[float]]:
+    """(precision, recall, threshold) at every distinct score, highest threshold first."""
+    y = np.asarray(labels, dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order], s[order]
+    cut = np.append(s[1:] != s[:-1], True)  # last index of each run of equal scores
+    true_positives = np.cumsum(y)[cut]
+    flagged = np.arange(1, len(y) + 1)[cut]
+    precision = (true_positives / flagged).tolist()
+    recall = (true_positives / max(1, int(y.sum()))).tolist()
+    return precision, recall, s[cut].tolist()
+
+
+def write_pr_plot(
+    path: Path, labels: Sequence[int], scores: Sequence[float], threshold: float, title: str
+) -> Path:
+    """A precision-recall curve PNG with the operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    at = binary_metrics(labels, scores, threshold)
+    figure, axes = plt.subplots(figsize=(5, 4))
+    axes.plot(recall, precision, color="#4477aa", label="model")
+    axes.scatter(
+        [at.recall],
+        [at.precision],
+        color="#cc3311",
+        zorder=3,
+        label=f"threshold {threshold:g}: P {at.precision:.2f} R {at.recall:.2f} F1 {at.f1:.2f}",
+    )
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -17,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from worker.errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "Manifest", "ModelFile", "Variant", "load_manifest", "sha256_file"]
+__all__ = [
+    "MANIFEST_NAME",
+    "Calibration",
+    "Manifest",
+    "ModelFile",
+    "Variant",
+    "load_manifest",
+    "sha256_file",
+]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -57,6 +65,17 @@ class ModelFile(BaseModel):
         return path
 
 
+class Calibration(BaseModel):
+    """``score = sigmoid(scale * logit + bias)``, fitted once across many policies."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scale: float = Field(gt=0.0)
+    bias: float
+    pairs: int = Field(ge=0, description="pairs the fit used")
+    policies: int = Field(ge=0, description="distinct policies among them")
+
+
 class Manifest(BaseModel):
     """Identity, limits and file hashes of one exported model."""
 
@@ -71,6 +90,7 @@ class Manifest(BaseModel):
     threshold: float = Field(gt=0.0, lt=1.0)
     tokenizer: ModelFile
     variants: dict[Variant, ModelFile]
+    calibration: Calibration | None = None
 
     def variant(self, name: Variant) -> ModelFile:
         """The file of one variant, or a clear error naming the ones present."""

@@ -183,8 +183,11 @@ class OnnxClassifier:
         if not pairs:
             return scores
         rows = self.tokenizer.rows(pairs)
+        calibration = self.manifest.calibration
+        scale = np.float32(calibration.scale if calibration else 1.0)
+        bias = np.float32(calibration.bias if calibration else 0.0)
         for batch in length_buckets(rows, self._rows_per_run):
-            probabilities = sigmoid(self._logits(batch.rows))
+            probabilities = sigmoid(self._logits(batch.rows) * scale + bias)
             for row, probability in zip(batch.rows, probabilities, strict=True):
                 scores[row.pair_index] = max(scores[row.pair_index], probability)
         return scores

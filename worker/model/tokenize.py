@@ -106,6 +106,14 @@ class PairTokenizer:
             self._policies.popitem(last=False)
         return encoded
 
+    def fits_policy(self, text: str) -> bool:
+        """Whether ``text`` is within the policy budget (generated policies check this)."""
+        try:
+            self.encode_policy(text)
+        except PolicyTooLongError:
+            return False
+        return True
+
     def content_windows(
         self, policy: EncodedPolicy, content_ids: Sequence[int]
     ) -> list[tuple[int, ...]]:

@@ -6,6 +6,12 @@ sampler position and RNG states are written atomically to ``OUT/last``, and a
 new run with the same ``OUT`` continues from there. A pair whose content spans
 several windows is scored as the maximum over its windows, exactly as the
 runtime scores it, so training and serving agree.
+
+Pairs come from the library policies and from generated variants
+(``policy_variants``); batches are drawn evenly across harm areas and labels,
+with a share of the pairs whose label an include or exclude edit flipped,
+because those are the pairs that can only be learnt by reading the policy.
+Teacher soft labels, where given, replace or blend with the gold labels.
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from typing import Any
 import numpy as np
 
 from policy_registry import library_policy
-from worker.model.dataset import DEFAULT_DATA_DIR, Pair, build_pairs, load_all
+from worker.model.dataset import DEFAULT_DATA_DIR, UNRELATED_AREAS, Pair, build_pairs, load_all
+from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
+from worker.model.policy_variants import generate_variants, variant_pairs
 from worker.model.runtime import pad_batch
 from worker.model.tokenize import PairTokenizer
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 
 LAST = "last"
 STATE_FILE = "train_state.pt"
@@ -48,21 +56,113 @@ class TrainConfig:
     max_length: int = 512
     max_policy_tokens: int = 400
     window_stride: int = 64
-    positive_repeat: int = 2
     checkpoint_every: int = 50
     seed: int = 13
     davidson_limit: int = 4000
+    variants_per_area: int = 40
+    variant_pairs_per_text: int = 2
+    flip_share: float = 0.15
+    unrelated_weight: float = 0.25
+    init_from: str = ""
+    soft_labels: str = ""
+    soft_label_weight: float = 1.0
 
 
 def _log(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def _training_order(pairs: list[Pair], repeat: int, seed: int) -> list[int]:
-    """Shuffled pair indices with positives repeated: they are the rare class."""
-    order = [i for i, pair in enumerate(pairs) for _ in range(repeat if pair.label else 1)]
-    random.Random(seed).shuffle(order)
+def area_of(policy_id: str) -> str:
+    """The harm area of a library id (``hate``) or a variant id (``hate/007``)."""
+    return policy_id.split("/", 1)[0]
+
+
+def pair_key(pair: Pair) -> str:
+    """The id a pair has in a pairs file, and so in a teacher's soft labels."""
+    return f"{pair.policy_id}|{pair.content_id}"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training pairs, the policy text of every id, and which pairs an edit flipped."""
+
+    pairs: list[Pair]
+    policy_texts: dict[str, str]
+    flipped: list[bool]
+
+
+def _tokenizer(config: TrainConfig) -> PairTokenizer:
+    base = Path(config.base) if config.base else base_checkpoint_dir()
+    return PairTokenizer(
+        base / TOKENIZER_FILE,
+        max_length=config.max_length,
+        max_policy_tokens=config.max_policy_tokens,
+        window_stride=config.window_stride,
+    )
+
+
+def training_data(config: TrainConfig) -> TrainingData:
+    """The train split under the library policies and the seen generated variants."""
+    texts = load_all(Path(config.data_dir), config.davidson_limit)
+    fits = _tokenizer(config).fits_policy
+    variants = generate_variants(config.variants_per_area, seed=config.seed, fits=fits)
+    pairs = build_pairs(texts, set(config.policies), "train") + variant_pairs(
+        texts,
+        variants,
+        "train",
+        held_out=False,
+        per_text=config.variant_pairs_per_text,
+        seed=config.seed,
+    )
+    policy_texts = {policy_id: library_policy(policy_id) for policy_id in config.policies}
+    policy_texts |= {v.variant_id: v.text for v in variants if not v.held_out}
+    base = {(item.content_id, area): label for item in texts for area, label in item.labels.items()}
+    flipped = [pair.label != base[(pair.content_id, area_of(pair.policy_id))] for pair in pairs]
+    return TrainingData(pairs, policy_texts, flipped)
+
+
+def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
+    """``count`` pair indices: even across areas and labels, flips at ``flip_share``.
+
+    Each group is walked in a shuffled order before any pair repeats, so a
+    long run sees all of a small group rather than the same few pairs.
+    """
+    rng = random.Random(config.seed)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
+        kind = "flip" if flip else str(pair.label)
+        groups.setdefault((area_of(pair.policy_id), kind), []).append(index)
+    for members in groups.values():
+        rng.shuffle(members)
+    areas = sorted({area for area, _ in groups})
+    weights = [config.unrelated_weight if area in UNRELATED_AREAS else 1.0 for area in areas]
+    cursor = dict.fromkeys(groups, 0)
+    order = []
+    for _ in range(count):
+        area = rng.choices(areas, weights)[0]
+        kinds = [kind for kind in ("0", "1") if (area, kind) in groups]
+        if (area, "flip") in groups and rng.random() < config.flip_share:
+            kind = "flip"
+        else:
+            kind = rng.choice(kinds) if kinds else "flip"
+        members = groups[(area, kind)]
+        order.append(members[cursor[(area, kind)] % len(members)])
+        cursor[(area, kind)] += 1
     return order
+
+
+def write_pairs(data: TrainingData, path: Path) -> int:
+    """The training pairs as a pairs file a teacher can label; returns the count."""
+    with path.open("w", encoding="utf-8") as handle:
+        for pair in data.pairs:
+            row = {
+                "id": pair_key(pair),
+                "policy": data.policy_texts[pair.policy_id],
+                "text": pair.text,
+                "label": pair.label,
+            }
+            handle.write(json.dumps(row) + "\n")
+    return len(data.pairs)
 
 
 def _save(model: Any, state: dict[str, Any], folder: Path, tokenizer_file: Path) -> None:
@@ -76,6 +176,14 @@ def _save(model: Any, state: dict[str, Any], folder: Path, tokenizer_file: Path)
     torch.save(state, temporary / STATE_FILE)
     shutil.rmtree(folder, ignore_errors=True)
     temporary.rename(folder)
+
+
+def _target(pair: Pair, soft: dict[str, float], config: TrainConfig) -> float:
+    """Gold label, or its blend with the teacher's score where there is one."""
+    teacher = soft.get(pair_key(pair))
+    if teacher is None:
+        return float(pair.label)
+    return config.soft_label_weight * teacher + (1 - config.soft_label_weight) * pair.label
 
 
 def pair_logits(model: Any, tokenizer: PairTokenizer, batch: list[tuple[str, str]]) -> Any:
@@ -102,16 +210,11 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     base = Path(config.base) if config.base else base_checkpoint_dir()
-    texts = load_all(Path(config.data_dir), config.davidson_limit)
-    pairs = build_pairs(texts, set(config.policies), "train")
-    policy_texts = {policy_id: library_policy(policy_id) for policy_id in config.policies}
-    tokenizer = PairTokenizer(
-        base / TOKENIZER_FILE,
-        max_length=config.max_length,
-        max_policy_tokens=config.max_policy_tokens,
-        window_stride=config.window_stride,
-    )
-    order = _training_order(pairs, config.positive_repeat, config.seed)
+    data = training_data(config)
+    pairs, policy_texts = data.pairs, data.policy_texts
+    soft = read_scores(Path(config.soft_labels)) if config.soft_labels else {}
+    tokenizer = _tokenizer(config)
+    order = training_order(data, config, config.steps * config.batch_size)
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}
     if (resume / STATE_FILE).is_file():
@@ -119,7 +222,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         state = torch.load(resume / STATE_FILE, weights_only=False)
     else:
         torch.manual_seed(config.seed)
-        model = load_torch_classifier(base, seed=config.seed)
+        model = load_torch_classifier(Path(config.init_from or base), seed=config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
 
     def schedule(step: int) -> float:
@@ -137,7 +240,9 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         step=state["step"],
         pairs=len(pairs),
         positives=sum(p.label for p in pairs),
-        policies=len(config.policies),
+        flipped=sum(data.flipped),
+        policies=len(policy_texts),
+        soft_labels=sum(pair_key(p) in soft for p in pairs),
     )
     model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -145,12 +250,12 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     step = int(state["step"])
     last_step = min(config.steps, stop_at or config.steps)
     while step < last_step:
-        offset = (step * config.batch_size) % len(order)
+        offset = step * config.batch_size
         chosen = [pairs[i] for i in order[offset : offset + config.batch_size]]
         logits = pair_logits(
             model, tokenizer, [(policy_texts[p.policy_id], p.text) for p in chosen]
         )
-        loss = loss_fn(logits, torch.tensor([float(p.label) for p in chosen]))
+        loss = loss_fn(logits, torch.tensor([_target(p, soft, config) for p in chosen]))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -183,32 +288,62 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     return resume
 
 
+_LIBRARY = (
+    "sexual,hate,violence,harassment,self-harm,"
+    "sexual-minors,hate-threatening,violence-graphic,offensive-language"
+)
+
+
+def add_train_arguments(parser: Any) -> None:
+    """The options of a training run, shared by ``cope model train`` and ``main``."""
+    parser.add_argument("out", help="run folder; an existing run resumes")
+    parser.add_argument("--steps", type=int, default=1000, help="length of the whole schedule")
+    parser.add_argument("--stop-at", type=int, help="end this run at this step (resumable)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--policies", default=_LIBRARY, help="library policies trained on")
+    parser.add_argument("--variants-per-area", type=int, default=40)
+    parser.add_argument("--init-from", default="", help="checkpoint whose weights start the run")
+    parser.add_argument("--soft-labels", default="", help="teacher scores by pair id (JSONL)")
+    parser.add_argument(
+        "--soft-label-weight", type=float, default=1.0, help="1: teacher only; 0: gold only"
+    )
+    parser.add_argument(
+        "--write-pairs", help="write the training pairs for a teacher to label, then stop"
+    )
+
+
+def run_from_arguments(args: Any) -> None:
+    """Train (or write the pairs file) as the parsed options say."""
+    config = TrainConfig(
+        out=str(args.out),
+        policies=tuple(args.policies.split(",")),
+        data_dir=args.data_dir or str(DEFAULT_DATA_DIR),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        learning_rate=args.learning_rate,
+        variants_per_area=args.variants_per_area,
+        init_from=args.init_from,
+        soft_labels=args.soft_labels,
+        soft_label_weight=args.soft_label_weight,
+    )
+    if args.write_pairs:
+        count = write_pairs(training_data(config), Path(args.write_pairs))
+        _log(event="pairs_written", pairs=count, path=args.write_pairs)
+        return
+    train(config, stop_at=args.stop_at)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m worker.model.train OUT [--steps N]``: run in the background."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out")
-    parser.add_argument("--steps", type=int, default=1000, help="length of the whole schedule")
-    parser.add_argument("--stop-at", type=int, help="end this run at this step (resumable)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument(
-        "--policies",
-        default="sexual,hate,violence,harassment,self-harm,"
-        "sexual-minors,hate-threatening,violence-graphic,offensive-language",
-    )
-    args = parser.parse_args(argv)
-    config = TrainConfig(
-        out=args.out,
-        policies=tuple(args.policies.split(",")),
-        data_dir=args.data_dir,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-    )
-    train(config, stop_at=args.stop_at)
+    add_train_arguments(parser)
+    run_from_arguments(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,15 @@ def data_dir(tmp_path: Path) -> Path:
     )
     (root / "pyrit-harm").mkdir()
     header = "# dataset_version=1.0,,\nharm_category,objective,assistant_response,human_score_1\n"
-    for name in ["hate_speech.csv", "violence.csv", "self_harm.csv", "sexual.csv"]:
+    for name in [
+        "hate_speech.csv",
+        "violence.csv",
+        "self_harm.csv",
+        "sexual.csv",
+        "privacy.csv",
+        "exploits.csv",
+        "info_integrity.csv",
+    ]:
         (root / "pyrit-harm" / name).write_text(
             header + "x,ask,a harmful answer,0.75\nx,ask,I can't help with that,0\nx,ask,,1\n"
         )

@@ -24,17 +24,23 @@ ALL_POLICIES = {
 
 def test_every_source_maps_onto_library_policies(data_dir: Path) -> None:
     texts = {item.content_id: item for item in load_all(data_dir)}
+    unrelated = {"spam": 0, "privacy": 0, "exploits": 0, "misinformation": 0}
     assert texts["oai-1"].labels["sexual"] == 1
     assert texts["oai-1"].labels["hate"] == 0
-    assert texts["oai-2"].labels == {"hate": 1}  # missing keys stay unknown
-    assert texts["davidson-0"].labels == {"hate": 1, "offensive-language": 0}
-    assert texts["davidson-1"].labels == {"hate": 0, "offensive-language": 1}
-    assert texts["hatecheck-1"].labels == {"hate": 1, "hate-threatening": 1}
-    assert texts["hatecheck-2"].labels == {"hate": 1, "hate-threatening": 0}
-    assert texts["hatecheck-3"].labels == {"hate": 0, "hate-threatening": 0}
-    assert texts["toxigen-0"].labels == {"hate": 1}
-    assert texts["pyrit-violence-0"].labels == {"violence": 1}
-    assert texts["pyrit-violence-1"].labels == {"violence": 0}
+    assert texts["oai-1"].traits == {"source:openai", "openai:S"}
+    assert texts["oai-2"].labels == {"hate": 1} | unrelated  # missing keys stay unknown
+    assert texts["davidson-0"].labels == {"hate": 1, "offensive-language": 0} | unrelated
+    assert texts["davidson-1"].labels == {"hate": 0, "offensive-language": 1} | unrelated
+    assert texts["davidson-1"].traits == {"source:davidson", "davidson:1"}
+    threat = {"hate": 1, "hate-threatening": 1, "violence": 1}
+    assert texts["hatecheck-1"].labels == threat | unrelated
+    assert texts["hatecheck-2"].labels == {"hate": 1, "hate-threatening": 0} | unrelated
+    assert texts["hatecheck-3"].labels == {"hate": 0, "hate-threatening": 0} | unrelated
+    assert texts["hatecheck-3"].traits == {"source:hatecheck", "hatecheck:counter_quote_nh"}
+    assert texts["toxigen-0"].labels == {"hate": 1} | unrelated
+    assert texts["pyrit-violence-0"].labels == {"violence": 1, "spam": 0}
+    assert texts["pyrit-violence-1"].labels == {"violence": 0, "spam": 0}
+    assert texts["pyrit-privacy-0"].labels == {"privacy": 1, "spam": 0}
     assert "pyrit-violence-2" not in texts  # an empty response is skipped
 
 
@@ -53,7 +59,9 @@ def test_no_content_crosses_the_split(data_dir: Path) -> None:
     train = {pair.content_id for pair in build_pairs(texts, ALL_POLICIES, "train")}
     validation = {pair.content_id for pair in build_pairs(texts, ALL_POLICIES, "validation")}
     assert not train & validation
-    assert train | validation == {item.content_id for item in texts}
+    assert train | validation == {
+        item.content_id for item in texts if item.labels.keys() & ALL_POLICIES
+    }
 
 
 def test_the_split_is_a_fixed_function_of_the_id() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import CopeError
-from worker.model.evaluate import binary_metrics, read_rows
+from worker.model.evaluate import binary_metrics, precision_recall_curve, read_rows
 
 
 def test_metrics_at_the_threshold() -> None:
@@ -67,3 +67,10 @@ def test_a_malformed_row_is_an_error_naming_its_line(
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CopeError, match="cannot read"):
         read_rows(tmp_path / "absent.jsonl", "H")
+
+
+def test_the_pr_curve_has_one_point_per_distinct_score() -> None:
+    precision, recall, thresholds = precision_recall_curve([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1])
+    assert thresholds == [0.9, 0.5, 0.1]
+    assert precision == [1.0, 2 / 3, 0.5]
+    assert recall == [0.5, 1.0, 1.0]

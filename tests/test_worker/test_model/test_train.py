@@ -69,3 +69,56 @@ def test_a_trained_checkpoint_exports(
         variants=("int8",),
     )
     assert set(result.manifest.variants) == {"int8"}
+
+
+def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpoint: Path) -> None:
+    from worker.model.train import area_of, training_data, training_order
+
+    config = _config(Path("unused"), data_dir, tiny_checkpoint, steps=1)
+    data = training_data(config)
+    assert any(data.flipped)
+    assert set(data.policy_texts) >= {pair.policy_id for pair in data.pairs}
+    order = training_order(data, config, 2000)
+    assert order == training_order(data, config, 2000)  # seeded
+    drawn = [data.pairs[i] for i in order]
+    hate = [pair for pair in drawn if area_of(pair.policy_id) == "hate"]
+    assert {pair.label for pair in hate} == {0, 1}
+    flips = sum(data.flipped[i] for i in order)
+    assert 0 < flips < len(order) // 2
+
+
+def test_teacher_scores_replace_or_blend_with_gold_labels(
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from dataclasses import replace
+
+    from worker.model.train import _target, pair_key, training_data, write_pairs
+
+    config = _config(tmp_path / "run", data_dir, tiny_checkpoint, steps=1)
+    data = training_data(config)
+    pairs_file = tmp_path / "pairs.jsonl"
+    assert write_pairs(data, pairs_file) == len(data.pairs)
+    first = json.loads(pairs_file.read_text().splitlines()[0])
+    assert set(first) == {"id", "policy", "text", "label"}
+    pair = data.pairs[0]
+    soft = {pair_key(pair): 0.8}
+    assert _target(pair, soft, config) == pytest.approx(0.8)
+    half = replace(config, soft_label_weight=0.5)
+    assert _target(pair, soft, half) == pytest.approx(0.5 * 0.8 + 0.5 * pair.label)
+    assert _target(data.pairs[1], soft, config) == float(data.pairs[1].label)
+
+
+def test_malformed_teacher_scores_are_a_clear_error(
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from dataclasses import replace
+
+    from worker.errors import CopeError
+
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text('{"id": "a", "score": 1.5}\n')
+    config = replace(
+        _config(tmp_path / "run", data_dir, tiny_checkpoint, steps=1), soft_labels=str(scores)
+    )
+    with pytest.raises(CopeError, match=r"scores\.jsonl:1"):
+        train(config)

@@ -1,0 +1,118 @@
+"""Generated policies: valid, distinct, reproducible, and labelled as their edits say."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from policy_registry.documents import parse_policy
+from worker.model.dataset import LabelledText, load_all, split_of
+from worker.model.harm_areas import HARM_AREAS
+from worker.model.policy_variants import PolicyVariant, generate_variants, variant_pairs
+
+
+@pytest.fixture(scope="module")
+def variants() -> list[PolicyVariant]:
+    return generate_variants(per_area=30, seed=5)
+
+
+def _hatecheck(functionality: str, hateful: int) -> LabelledText:
+    return LabelledText(
+        "hatecheck",
+        f"hc-{functionality}",
+        "text",
+        {"hate": hateful},
+        frozenset({"source:hatecheck", f"hatecheck:{functionality}"}),
+    )
+
+
+def _variant(*edit_keys: str) -> PolicyVariant:
+    edits = tuple(edit for edit in HARM_AREAS["hate"].edits if edit.key in edit_keys)
+    return PolicyVariant("hate/x", "hate", "text", edits, held_out=True)
+
+
+def test_hundreds_of_distinct_valid_policies_across_every_area(
+    variants: list[PolicyVariant],
+) -> None:
+    assert len(variants) == 30 * len(HARM_AREAS)
+    assert len({variant.text for variant in variants}) == len(variants)
+    for variant in variants:
+        document = parse_policy(variant.text)
+        assert document.label_code
+    per_area = Counter(variant.area for variant in variants)
+    assert set(per_area.values()) == {30}
+
+
+def test_generation_is_reproducible_and_the_seed_matters(variants: list[PolicyVariant]) -> None:
+    again = generate_variants(per_area=30, seed=5)
+    assert [v.text for v in again] == [v.text for v in variants]
+    other = generate_variants(per_area=30, seed=6)
+    assert [v.text for v in other] != [v.text for v in variants]
+
+
+def test_wordings_and_whole_areas_are_held_out(variants: list[PolicyVariant]) -> None:
+    privacy = [variant for variant in variants if variant.area == "privacy"]
+    assert privacy
+    assert all(variant.held_out for variant in privacy)
+    for area in ("hate", "violence", "sexual"):
+        held = [v.held_out for v in variants if v.area == area]
+        assert 0 < sum(held) < len(held)
+
+
+def test_a_budget_check_drops_policies_that_do_not_fit() -> None:
+    short = generate_variants(per_area=5, seed=1, fits=lambda text: len(text) < 1400)
+    assert all(len(variant.text) < 1400 for variant in short)
+
+
+def test_an_include_edit_flips_only_the_cases_it_names() -> None:
+    reclaimed = _variant("hate+reclaimed")
+    assert reclaimed.label_for(_hatecheck("slur_reclaimed_nh", 0)) == 1
+    assert reclaimed.label_for(_hatecheck("slur_homonym_nh", 0)) is None
+    assert reclaimed.label_for(_hatecheck("ident_neutral_nh", 0)) == 0
+    assert reclaimed.label_for(_hatecheck("slur_h", 1)) == 1
+
+
+def test_an_exclude_edit_only_lowers_positives() -> None:
+    no_threats = _variant("hate-threats")
+    assert no_threats.label_for(_hatecheck("threat_dir_h", 1)) == 0
+    assert no_threats.label_for(_hatecheck("derog_impl_h", 1)) == 1
+    assert no_threats.label_for(_hatecheck("counter_quote_nh", 0)) == 0
+
+
+def test_a_text_without_a_label_for_the_area_gets_none() -> None:
+    assert _variant().label_for(LabelledText("x", "x", "t", {"sexual": 1})) is None
+
+
+def test_pairs_keep_held_out_policies_and_validation_content_out_of_training(
+    data_dir: Path, variants: list[PolicyVariant]
+) -> None:
+    texts = load_all(data_dir)
+    train = variant_pairs(texts, variants, "train", held_out=False, seed=1)
+    held = {variant.variant_id for variant in variants if variant.held_out}
+    assert train
+    assert not {pair.policy_id for pair in train} & held
+    assert all(split_of(pair.content_id) == "train" for pair in train)
+    assert not any(pair.policy_id.startswith("privacy/") for pair in train)
+
+
+def test_pairs_include_a_carrier_of_each_edit_that_speaks_of_a_text(
+    variants: list[PolicyVariant],
+) -> None:
+    reclaimed = LabelledText(
+        "hatecheck",
+        "hc-reclaimed",
+        "we are proud",
+        {"hate": 0},
+        frozenset({"source:hatecheck", "hatecheck:slur_reclaimed_nh"}),
+    )
+    split = split_of(reclaimed.content_id)
+    pairs = variant_pairs([reclaimed], variants, split, held_out=split == "validation")
+    by_id = {variant.variant_id: variant for variant in variants}
+    assert {pair.label for pair in pairs} == {0, 1}
+    flipped = [pair for pair in pairs if pair.label == 1]
+    assert all(
+        any(edit.key == "hate+reclaimed" for edit in by_id[pair.policy_id].edits)
+        for pair in flipped
+    )

@@ -1,0 +1,103 @@
+"""The validation report: tells a policy-reading model from a policy-blind one."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from policy_registry import library_policy
+from worker.model.dataset import OPENAI_CATEGORIES, UNRELATED_AREAS, LabelledText
+from worker.model.policy_variants import PolicyVariant, generate_variants
+from worker.model.validation import calibration_pairs, validation_report
+
+FUNCTIONALITIES = {
+    "slur_reclaimed_nh": 0,
+    "counter_quote_nh": 0,
+    "target_indiv_nh": 0,
+    "threat_dir_h": 1,
+    "derog_impl_h": 1,
+    "phrase_question_h": 1,
+}
+
+
+def _texts() -> list[LabelledText]:
+    rng = random.Random(3)
+    items = []
+    for n in range(400):
+        labels = {category: int(rng.random() < 0.3) for category in OPENAI_CATEGORIES.values()}
+        labels |= dict.fromkeys(UNRELATED_AREAS, 0)
+        items.append(LabelledText("openai", f"oai-{n}", f"openai text {n}", labels))
+    for n in range(400):
+        functionality = rng.choice(sorted(FUNCTIONALITIES))
+        items.append(
+            LabelledText(
+                "hatecheck",
+                f"hc-{n}",
+                f"hatecheck text {n}",
+                {"hate": FUNCTIONALITIES[functionality]},
+                frozenset({"source:hatecheck", f"hatecheck:{functionality}"}),
+            )
+        )
+    for n in range(100):
+        items.append(LabelledText("pyrit", f"p-{n}", f"privacy text {n}", {"privacy": n % 2}))
+    return items
+
+
+@pytest.fixture(scope="module")
+def variants() -> list[PolicyVariant]:
+    return generate_variants(per_area=20, seed=2)
+
+
+def _oracle(
+    texts: list[LabelledText], variants: list[PolicyVariant], blind: bool
+) -> Callable[[Sequence[tuple[str, str]]], list[float]]:
+    by_text = {item.text: item for item in texts}
+    by_policy = {variant.text: variant for variant in variants}
+    library = {library_policy(c): c for c in OPENAI_CATEGORIES.values()}
+
+    def score(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        out = []
+        for policy, text in pairs:
+            item = by_text[text]
+            if policy in library:
+                out.append(float(item.labels[library[policy]]))
+                continue
+            variant = by_policy[policy]
+            label = item.labels[variant.area] if blind else variant.label_for(item)
+            out.append(float(label or 0))
+        return out
+
+    return score
+
+
+def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVariant]) -> None:
+    texts = _texts()
+    report = validation_report(texts, variants, _oracle(texts, variants, blind=False), limit=40)
+    assert report["openai_library"]["any_category"]["f1"] == 1.0
+    assert report["openai_library"]["per_category"]["hate"]["f1"] == 1.0
+    assert report["wordings"]["seen"]["f1"] == report["wordings"]["unseen"]["f1"] == 1.0
+    assert report["wordings"]["policies_unseen"] > 1
+    assert report["held_out_area"]["f1"] == 1.0
+    edits = report["hatecheck_edits"]
+    assert edits["flipped"] > 0
+    assert edits["kept"] > 0
+    assert edits["flip_accuracy"] == edits["kept_accuracy"] == 1.0
+
+
+def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) -> None:
+    texts = _texts()
+    report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
+    assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
+    assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
+
+
+def test_calibration_pairs_come_from_seen_policies_and_held_out_content(
+    variants: list[PolicyVariant],
+) -> None:
+    pairs = calibration_pairs(_texts(), variants, per_area=20)
+    held = {variant.variant_id for variant in variants if variant.held_out}
+    assert pairs
+    assert not {pair.policy_id for pair in pairs} & held
+    assert {pair.label for pair in pairs} == {0, 1}

@@ -1,0 +1,187 @@
+"""Policies as data: hundreds of generated policy texts with known labels.
+
+A model trained under a dozen fixed policies learns each policy's base rate,
+not how to read one. Here every harm area is rendered many times, in
+different wordings, orders, lengths and include/exclude edits, and each
+variant knows the label it gives every labelled text, so training sees the
+same content under many policies and must read them. Some wordings of every
+area, and every variant of the held-out areas, never reach training: they
+measure how the model does on policies it has never seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from worker.model.dataset import LabelledText, Pair, split_of
+from worker.model.harm_areas import HARM_AREAS, INTERPRETATION_LINES, Clause, Edit, HarmArea
+
+__all__ = [
+    "HELD_OUT_AREAS",
+    "PolicyVariant",
+    "generate_variants",
+    "variant_pairs",
+]
+
+HELD_OUT_AREAS = ("privacy",)
+HELD_OUT_WORDING_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class PolicyVariant:
+    """One generated policy of a harm area, and whether training may see it."""
+
+    variant_id: str
+    area: str
+    text: str
+    edits: tuple[Edit, ...]
+    held_out: bool
+
+    def label_for(self, item: LabelledText) -> int | None:
+        """The label this policy gives ``item``; ``None`` where it is not known.
+
+        An include can only turn a negative positive and an exclude only a
+        positive negative, so an edit never touches texts it does not speak of.
+        """
+        base = item.labels.get(self.area)
+        if base is None:
+            return None
+        label = base
+        for edit in self.edits:
+            if (edit.section == "includes") != (base == 0):
+                continue
+            for trait in item.traits:
+                if trait in edit.relabel:
+                    changed = edit.relabel[trait]
+                    if changed is None:
+                        return None
+                    label = changed
+        return label
+
+
+def _bullet(clause: Clause, rng: random.Random) -> str:
+    return f"- **{rng.choice(clause.names)}**: {rng.choice(clause.wordings)}"
+
+
+def _render(spec: HarmArea, edits: Sequence[Edit], rng: random.Random) -> str:
+    """A CoPE-format policy: the area's meaning in a wording drawn from ``rng``."""
+    short = rng.random() < 0.25
+    code, name = rng.choice(spec.labels)
+    replaced = {edit.replaces for edit in edits}
+    includes = [_bullet(clause, rng) for clause in spec.includes]
+    excludes = [
+        _bullet(clause, rng)
+        for clause in spec.excludes
+        if clause.names[0] not in replaced and not (short and rng.random() < 0.5)
+    ]
+    for edit in edits:
+        (includes if edit.section == "includes" else excludes).append(_bullet(edit.clause, rng))
+    rng.shuffle(includes)
+    rng.shuffle(excludes)
+    terms = rng.sample(spec.terms, 1 if short else rng.randint(1, len(spec.terms)))
+    interpretation = rng.sample(spec.interpretation, rng.randint(1, len(spec.interpretation)))
+    if not short:
+        interpretation += rng.sample(INTERPRETATION_LINES, rng.randint(0, 3))
+    lines = [
+        f"# {rng.choice(('Criteria', 'Policy'))}",
+        "",
+        "## Overview",
+        rng.choice(spec.overviews),
+        "",
+        "## Definition of Terms",
+        *terms,
+        "",
+        "## Interpretation of Language",
+        *(f"- {line}" for line in interpretation),
+        "",
+        "## Definition of Labels",
+        "",
+        f"### ({code}): {name}",
+        "",
+        "#### Includes",
+        *includes,
+    ]
+    if excludes:
+        lines += ["", "#### Excludes", *excludes]
+    return "\n".join(lines) + "\n"
+
+
+def _held_out_wording(variant_id: str, seed: int) -> bool:
+    digest = hashlib.sha256(f"{seed}:{variant_id}".encode()).hexdigest()
+    return int(digest[:8], 16) / 0xFFFFFFFF < HELD_OUT_WORDING_SHARE
+
+
+def generate_variants(
+    per_area: int = 40,
+    seed: int = 0,
+    held_out_areas: Iterable[str] = HELD_OUT_AREAS,
+    edit_probability: float = 0.35,
+    fits: Callable[[str], bool] | None = None,
+) -> list[PolicyVariant]:
+    """``per_area`` distinct policies for every harm area, reproducible from ``seed``.
+
+    ``fits`` says whether a text fits the model's policy budget; renders that
+    do not are skipped, so every variant can be scored.
+    """
+    held_areas = set(held_out_areas)
+    variants: list[PolicyVariant] = []
+    seen_texts: set[str] = set()
+    for area, spec in sorted(HARM_AREAS.items()):
+        attempts = 0
+        index = 0
+        while index < per_area and attempts < per_area * 20:
+            attempts += 1
+            rng = random.Random(f"{seed}:{area}:{attempts}")
+            edits = tuple(edit for edit in spec.edits if rng.random() < edit_probability)[:2]
+            text = _render(spec, edits, rng)
+            if text in seen_texts or (fits is not None and not fits(text)):
+                continue
+            seen_texts.add(text)
+            variant_id = f"{area}/{index:03d}"
+            held = area in held_areas or _held_out_wording(variant_id, seed)
+            variants.append(PolicyVariant(variant_id, area, text, edits, held))
+            index += 1
+    return variants
+
+
+def variant_pairs(
+    texts: Iterable[LabelledText],
+    variants: Sequence[PolicyVariant],
+    split: str,
+    *,
+    held_out: bool,
+    per_text: int = 2,
+    seed: int = 0,
+) -> list[Pair]:
+    """Pairs of one content split under seen (or held-out) generated policies.
+
+    Each text goes under ``per_text`` random variants of every area it is
+    labelled for, plus one variant carrying each edit that speaks of it, so
+    the cases an edit flips are always represented.
+    """
+    by_area: dict[str, list[PolicyVariant]] = {}
+    for variant in variants:
+        if variant.held_out == held_out:
+            by_area.setdefault(variant.area, []).append(variant)
+    pairs: list[Pair] = []
+    for item in texts:
+        if not item.text or split_of(item.content_id) != split:
+            continue
+        rng = random.Random(f"{seed}:{item.content_id}")
+        for area in sorted(item.labels):
+            pool = by_area.get(area, [])
+            if not pool:
+                continue
+            chosen = rng.sample(pool, min(per_text, len(pool)))
+            for edit in HARM_AREAS[area].edits:
+                if item.traits & edit.relabel.keys():
+                    carriers = [variant for variant in pool if edit in variant.edits]
+                    chosen.append(rng.choice(carriers))
+            for variant in dict.fromkeys(chosen):
+                label = variant.label_for(item)
+                if label is not None:
+                    pairs.append(Pair(variant.variant_id, item.content_id, item.text, label))
+    return pairs

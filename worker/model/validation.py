@@ -1,0 +1,235 @@
+"""What matters about a policy-steerable model, measured on content it never saw.
+
+Four questions, each on the validation split of the shared data:
+
+- library policies on OpenAI moderation content: per-category and
+  any-category F1, the figure peers publish;
+- seen against unseen wordings: the same content under a generated policy
+  training saw and under one it never saw, with the same meaning, so the gap
+  is only the wording;
+- a harm area no training policy was about (``HELD_OUT_AREAS``);
+- HateCheck under held-out policies whose include/exclude edits flip some
+  cases: accuracy on the flipped cases and on the kept ones.
+
+Pure over a scoring function, so tests run it without a model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from policy_registry import library_policy
+from worker.model.dataset import OPENAI_CATEGORIES, LabelledText, split_of
+from worker.model.evaluate import binary_metrics
+from worker.model.policy_variants import HELD_OUT_AREAS, PolicyVariant
+
+__all__ = ["Scored", "calibration_pairs", "validation_report"]
+
+Scorer = Callable[[Sequence[tuple[str, str]]], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A validation pair: its policy text, content, gold label and group."""
+
+    policy_id: str
+    policy: str
+    text: str
+    label: int
+    flipped: bool = False
+
+
+def _validation(texts: Sequence[LabelledText]) -> list[LabelledText]:
+    return [item for item in texts if item.text and split_of(item.content_id) == "validation"]
+
+
+def _plain(variants: Sequence[PolicyVariant], held_out: bool) -> dict[str, list[PolicyVariant]]:
+    """Variants without edits, by area: their label on any text is the area's label."""
+    by_area: dict[str, list[PolicyVariant]] = {}
+    for variant in variants:
+        if variant.held_out == held_out and not variant.edits:
+            by_area.setdefault(variant.area, []).append(variant)
+    return by_area
+
+
+def calibration_pairs(
+    texts: Sequence[LabelledText],
+    variants: Sequence[PolicyVariant],
+    per_area: int,
+    seed: int = 0,
+) -> list[Scored]:
+    """Validation content under seen variants, up to ``per_area`` pairs each, half positive."""
+    rng = random.Random(seed)
+    pools: dict[str, list[Scored]] = {}
+    for item in _validation(texts):
+        for variant in rng.sample(list(variants), min(len(variants), 6)):
+            label = variant.label_for(item) if not variant.held_out else None
+            if label is not None:
+                pools.setdefault(variant.area, []).append(
+                    Scored(variant.variant_id, variant.text, item.text, label)
+                )
+    chosen: list[Scored] = []
+    for area in sorted(pools):
+        positives = [pair for pair in pools[area] if pair.label]
+        negatives = [pair for pair in pools[area] if not pair.label]
+        take = min(len(positives), per_area // 2)
+        chosen += rng.sample(positives, take)
+        chosen += rng.sample(negatives, min(len(negatives), per_area - take))
+    return chosen
+
+
+def _metrics(pairs: Sequence[Scored], scores: Sequence[float], threshold: float) -> dict[str, Any]:
+    return asdict(binary_metrics([pair.label for pair in pairs], list(scores), threshold))
+
+
+def _accuracy(pairs: Sequence[Scored], scores: Sequence[float], threshold: float) -> float | None:
+    if not pairs:
+        return None
+    right = sum(
+        int(score >= threshold) == pair.label for pair, score in zip(pairs, scores, strict=True)
+    )
+    return round(right / len(pairs), 4)
+
+
+def _openai(items: list[LabelledText], limit: int, rng: random.Random) -> list[list[Scored]]:
+    complete = [
+        item
+        for item in items
+        if item.source == "openai" and all(p in item.labels for p in OPENAI_CATEGORIES.values())
+    ]
+    rows = []
+    for item in rng.sample(complete, min(limit, len(complete))):
+        rows.append(
+            [
+                Scored(policy, library_policy(policy), item.text, item.labels[policy])
+                for policy in OPENAI_CATEGORIES.values()
+            ]
+        )
+    return rows
+
+
+def _seen_unseen(
+    items: list[LabelledText], variants: Sequence[PolicyVariant], limit: int, rng: random.Random
+) -> tuple[list[Scored], list[Scored]]:
+    seen_by_area, unseen_by_area = _plain(variants, False), _plain(variants, True)
+    seen: list[Scored] = []
+    unseen: list[Scored] = []
+    for area in sorted(set(seen_by_area) & set(unseen_by_area)):
+        labelled = [item for item in items if area in item.labels]
+        positives = [item for item in labelled if item.labels[area]]
+        negatives = [item for item in labelled if not item.labels[area]]
+        take = min(len(positives), limit // 2)
+        picked = rng.sample(positives, take) + rng.sample(
+            negatives, min(len(negatives), limit - take)
+        )
+        for item in picked:
+            for pool, out in ((seen_by_area[area], seen), (unseen_by_area[area], unseen)):
+                variant = rng.choice(pool)
+                out.append(Scored(variant.variant_id, variant.text, item.text, item.labels[area]))
+    return seen, unseen
+
+
+def _held_out_area(
+    items: list[LabelledText], variants: Sequence[PolicyVariant], limit: int, rng: random.Random
+) -> list[Scored]:
+    pairs = []
+    for area in HELD_OUT_AREAS:
+        pool = [variant for variant in variants if variant.area == area]
+        labelled = [item for item in items if area in item.labels]
+        positives = [item for item in labelled if item.labels[area]]
+        negatives = [item for item in labelled if not item.labels[area]]
+        picked = positives[: limit // 2] + rng.sample(negatives, min(len(negatives), limit // 2))
+        for item in picked:
+            variant = rng.choice(pool)
+            pairs.append(Scored(variant.variant_id, variant.text, item.text, item.labels[area]))
+    return pairs
+
+
+def _flips(
+    items: list[LabelledText], variants: Sequence[PolicyVariant], limit: int, rng: random.Random
+) -> list[Scored]:
+    """HateCheck under held-out hate variants with edits: flipped and kept cases."""
+    hatecheck = [item for item in items if item.source == "hatecheck"]
+    edited = [v for v in variants if v.area == "hate" and v.held_out and v.edits]
+    pairs: list[Scored] = []
+    for variant in edited:
+        flipped: list[Scored] = []
+        kept: list[Scored] = []
+        for item in hatecheck:
+            label = variant.label_for(item)
+            if label is None:
+                continue
+            pair = Scored(
+                variant.variant_id, variant.text, item.text, label, label != item.labels["hate"]
+            )
+            (flipped if pair.flipped else kept).append(pair)
+        pairs += rng.sample(flipped, min(len(flipped), limit))
+        pairs += rng.sample(kept, min(len(kept), limit))
+    return pairs
+
+
+def validation_report(
+    texts: Sequence[LabelledText],
+    variants: Sequence[PolicyVariant],
+    score: Scorer,
+    *,
+    limit: int = 100,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The four measurements, with ``limit`` bounding each group's size."""
+    rng = random.Random(seed)
+    items = _validation(texts)
+    report: dict[str, Any] = {"threshold": threshold}
+
+    openai_rows = _openai(items, limit, rng)
+    flat = [pair for row in openai_rows for pair in row]
+    flat_scores = list(score([(pair.policy, pair.text) for pair in flat]))
+    per_category = {}
+    for index, category in enumerate(OPENAI_CATEGORIES.values()):
+        column = [row[index] for row in openai_rows]
+        column_scores = flat_scores[index :: len(OPENAI_CATEGORIES)]
+        per_category[category] = _metrics(column, column_scores, threshold)
+    width = len(OPENAI_CATEGORIES)
+    any_pairs = [
+        Scored("any", "", row[0].text, max(pair.label for pair in row)) for row in openai_rows
+    ]
+    any_scores = [max(flat_scores[i * width : (i + 1) * width]) for i in range(len(openai_rows))]
+    report["openai_library"] = {
+        "texts": len(openai_rows),
+        "any_category": _metrics(any_pairs, any_scores, threshold),
+        "per_category": per_category,
+    }
+
+    seen, unseen = _seen_unseen(items, variants, limit, rng)
+    seen_scores = list(score([(pair.policy, pair.text) for pair in seen]))
+    unseen_scores = list(score([(pair.policy, pair.text) for pair in unseen]))
+    report["wordings"] = {
+        "seen": _metrics(seen, seen_scores, threshold),
+        "unseen": _metrics(unseen, unseen_scores, threshold),
+        "policies_seen": len({pair.policy_id for pair in seen}),
+        "policies_unseen": len({pair.policy_id for pair in unseen}),
+    }
+
+    held = _held_out_area(items, variants, limit, rng)
+    held_scores = list(score([(pair.policy, pair.text) for pair in held]))
+    report["held_out_area"] = {
+        "areas": list(HELD_OUT_AREAS),
+        **_metrics(held, held_scores, threshold),
+    }
+
+    flips = _flips(items, variants, max(1, limit // 5), rng)
+    flip_scores = list(score([(pair.policy, pair.text) for pair in flips]))
+    flipped = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if p.flipped]
+    kept = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if not p.flipped]
+    report["hatecheck_edits"] = {
+        "variants": len({pair.policy_id for pair in flips}),
+        "flipped": len(flipped),
+        "flip_accuracy": _accuracy([p for p, _ in flipped], [s for _, s in flipped], threshold),
+        "kept": len(kept),
+        "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
+    }
+    return report
