@@ -138,6 +138,8 @@ def _held_out_area(
     pairs = []
     for area in HELD_OUT_AREAS:
         pool = [variant for variant in variants if variant.area == area]
+        if not pool:
+            continue
         labelled = [item for item in items if area in item.labels]
         positives = [item for item in labelled if item.labels[area]]
         negatives = [item for item in labelled if not item.labels[area]]

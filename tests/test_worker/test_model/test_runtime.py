@@ -121,3 +121,27 @@ def test_padding_masks_and_segments_follow_each_row() -> None:
     assert feed["input_ids"].tolist() == [[101, 5, 102, 6, 102], [101, 5, 102, 0, 0]]
     assert feed["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     assert feed["token_type_ids"].tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
+
+
+def test_a_calibrated_manifest_maps_every_logit_the_same_way(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from worker.model.calibrate import logit
+    from worker.model.manifest import Calibration, load_manifest
+
+    calibrated_dir = tmp_path / "calibrated"
+    shutil.copytree(tiny_model_dir, calibrated_dir)
+    manifest = load_manifest(calibrated_dir)
+    calibration = Calibration(scale=0.5, bias=-1.25, pairs=10, policies=2)
+    manifest.model_copy(update={"calibration": calibration}).write(calibrated_dir)
+    assert load_manifest(calibrated_dir).calibration == calibration
+    pairs = [("Flag food.", "pizza and pasta"), ("Flag sports.", "a quiet evening")]
+    raw = logit(_classifier(tiny_model_dir, "fp32").predict(pairs))
+    calibrated = logit(_classifier(calibrated_dir, "fp32").predict(pairs))
+    np.testing.assert_allclose(calibrated, 0.5 * raw - 1.25, atol=1e-4)
+    again = _classifier(calibrated_dir, "fp32")
+    assert (
+        again.model_ref().manifest_sha256 != _classifier(tiny_model_dir).model_ref().manifest_sha256
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,28 @@ def test_calibration_pairs_come_from_seen_policies_and_held_out_content(
     assert pairs
     assert not {pair.policy_id for pair in pairs} & held
     assert {pair.label for pair in pairs} == {0, 1}
+
+
+def test_validate_and_calibrate_commands_on_a_small_data_set(
+    data_dir: Path, worker_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from worker.cli import main
+    from worker.model.manifest import load_manifest
+
+    model = tmp_path / "model"
+    shutil.copytree(worker_model_dir, model)
+    common = ["--data-dir", str(data_dir), "--model-dir", str(model), "--provider", "cpu"]
+    out = tmp_path / "report.json"
+    assert main(["model", "validate", "--limit", "4", "--out", str(out), *common]) == 0
+    report = json.loads(out.read_text())
+    assert set(report) >= {"openai_library", "wordings", "held_out_area", "hatecheck_edits"}
+    assert report["wordings"]["policies_seen"] > 0
+    capsys.readouterr()
+    code = main(["model", "calibrate", "--per-area", "4", *common])
+    # an untrained model is no better than chance: refused, manifest untouched
+    assert code == 2
+    assert "calibration" in capsys.readouterr().err
+    assert load_manifest(model).calibration is None
