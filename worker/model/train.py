@@ -66,6 +66,7 @@ class TrainConfig:
     init_from: str = ""
     soft_labels: str = ""
     soft_label_weight: float = 1.0
+    device: str = "cpu"
 
 
 def _log(**fields: Any) -> None:
@@ -191,10 +192,11 @@ def pair_logits(model: Any, tokenizer: PairTokenizer, batch: list[tuple[str, str
     import torch
 
     rows = tokenizer.rows(batch)
-    feed = {k: torch.from_numpy(v) for k, v in pad_batch(rows, tokenizer.pad_id).items()}
+    device = next(model.parameters()).device
+    feed = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(rows, tokenizer.pad_id).items()}
     window_logits = model(**feed).logits.reshape(-1)
-    index = torch.tensor([row.pair_index for row in rows])
-    start = torch.full((len(batch),), -1e4, dtype=window_logits.dtype)
+    index = torch.tensor([row.pair_index for row in rows], device=device)
+    start = torch.full((len(batch),), -1e4, dtype=window_logits.dtype, device=device)
     return start.scatter_reduce(0, index, window_logits, reduce="amax", include_self=False)
 
 
@@ -223,6 +225,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     else:
         torch.manual_seed(config.seed)
         model = load_torch_classifier(Path(config.init_from or base), seed=config.seed)
+    model.to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
 
     def schedule(step: int) -> float:
@@ -255,7 +258,8 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         logits = pair_logits(
             model, tokenizer, [(policy_texts[p.policy_id], p.text) for p in chosen]
         )
-        loss = loss_fn(logits, torch.tensor([_target(p, soft, config) for p in chosen]))
+        targets = torch.tensor([_target(p, soft, config) for p in chosen], device=config.device)
+        loss = loss_fn(logits, targets)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -310,6 +314,7 @@ def add_train_arguments(parser: Any) -> None:
     parser.add_argument(
         "--soft-label-weight", type=float, default=1.0, help="1: teacher only; 0: gold only"
     )
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument(
         "--write-pairs", help="write the training pairs for a teacher to label, then stop"
     )
@@ -329,6 +334,7 @@ def run_from_arguments(args: Any) -> None:
         init_from=args.init_from,
         soft_labels=args.soft_labels,
         soft_label_weight=args.soft_label_weight,
+        device=args.device,
     )
     if args.write_pairs:
         count = write_pairs(training_data(config), Path(args.write_pairs))

