@@ -25,6 +25,21 @@ __all__ = ["Health", "Progress", "WorkerMetrics", "configure_logging", "serve_ht
 _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at each write.
+
+    structlog keeps the file it was configured with; a stream swapped out
+    later (a test's capture, a daemon's redirect) would be written after it
+    closed, killing the worker thread that logged.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON log lines on stderr; every record line carries its coordinates."""
     logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
@@ -35,7 +50,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(),
         ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

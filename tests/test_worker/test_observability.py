@@ -70,3 +70,21 @@ def test_progress_draws_on_a_terminal_and_stays_silent_elsewhere() -> None:
         progress.close()
     assert terminal.getvalue() == "\rlabels 1/3\rlabels 3/3\n"
     assert pipe.getvalue() == ""
+
+
+def test_logging_follows_stderr_when_it_is_swapped_and_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    import structlog
+
+    from worker.observability import configure_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging()
+    first.close()  # as pytest closes a test's captured stream
+    monkeypatch.setattr(sys, "stderr", second)
+    structlog.get_logger("t").info("still_here", n=1)  # a closed stream would raise here
+    assert '"event": "still_here"' in second.getvalue()
