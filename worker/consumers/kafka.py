@@ -2,17 +2,27 @@
 
 Defaults that exactly-once needs are set here; anything in
 ``settings.kafka_options`` (security, tuning) is passed through untouched and
-wins, so operators can set any librdkafka option without a code change.
+wins, so operators can set any librdkafka option without a code change. The
+offsets helper beside them is shared by the replay readers.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
 
 from worker.settings import Settings
 
-__all__ = ["consumer_config", "producer_config", "reader_config", "replay_producer_config"]
+__all__ = [
+    "consumer_config",
+    "filled_partitions",
+    "producer_config",
+    "reader_config",
+    "replay_producer_config",
+]
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -70,3 +80,13 @@ def replay_producer_config(settings: Settings) -> dict[str, Any]:
         "compression.type": "lz4",
         **settings.kafka_options,
     }
+
+
+def filled_partitions(consumer: Consumer, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """End offset of each of ``partitions`` that holds records (high above low watermark)."""
+    ends = {}
+    for partition in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+        if high > low:
+            ends[partition] = high
+    return ends

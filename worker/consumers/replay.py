@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from worker.consumers.kafka import reader_config
+from worker.consumers.kafka import filled_partitions, reader_config
 from worker.consumers.replay_sinks import JsonlSink, LabelSink
 from worker.errors import CopeError
 from worker.model.runtime import Classifier
@@ -247,11 +247,7 @@ def read_label_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise CopeError(f"label topic {topic} does not exist")
-        ends = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
-            if high > low:
-                ends[partition] = high
+        ends = filled_partitions(consumer, topic, metadata.partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         return [
             json.loads(message.value() or b"{}")

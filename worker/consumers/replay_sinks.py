@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from worker.consumers.admin import create_topic
-from worker.consumers.kafka import reader_config, replay_producer_config
+from worker.consumers.kafka import filled_partitions, reader_config, replay_producer_config
 from worker.errors import CopeError
 from worker.settings import Settings
 
@@ -107,14 +107,11 @@ def open_topic_sink(settings: Settings, topic: str) -> TopicSink:
     consumer = Consumer(reader_config(settings, "replay-output"))
     try:
         found = consumer.list_topics(timeout=10).topics
-        if topic in found:
-            for partition in found[topic].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
-                if high > low:
-                    raise CopeError(
-                        f"topic {topic} already holds records; replay into a new topic "
-                        "(--to-topic without a name picks one named for the run)"
-                    )
+        if topic in found and filled_partitions(consumer, topic, found[topic].partitions):
+            raise CopeError(
+                f"topic {topic} already holds records; replay into a new topic "
+                "(--to-topic without a name picks one named for the run)"
+            )
         live_labels = found.get(settings.labels_topic)
         partitions = len(live_labels.partitions) if live_labels is not None else 3
     finally:

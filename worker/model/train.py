@@ -102,10 +102,10 @@ def _tokenizer(config: TrainConfig) -> PairTokenizer:
     )
 
 
-def training_data(config: TrainConfig) -> TrainingData:
+def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -> TrainingData:
     """The train split under the library policies and the seen generated variants."""
     texts = load_all(Path(config.data_dir), config.davidson_limit)
-    fits = _tokenizer(config).fits_policy
+    fits = (tokenizer or _tokenizer(config)).fits_policy
     variants = generate_variants(config.variants_per_area, seed=config.seed, fits=fits)
     pairs = build_pairs(texts, set(config.policies), "train") + variant_pairs(
         texts,
@@ -212,10 +212,10 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     base = Path(config.base) if config.base else base_checkpoint_dir()
-    data = training_data(config)
+    tokenizer = _tokenizer(config)
+    data = training_data(config, tokenizer)
     pairs, policy_texts = data.pairs, data.policy_texts
     soft = read_scores(Path(config.soft_labels)) if config.soft_labels else {}
-    tokenizer = _tokenizer(config)
     order = training_order(data, config, config.steps * config.batch_size)
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from policy_registry import library_policy
 from worker.model.dataset import OPENAI_CATEGORIES, LabelledText, split_of
@@ -29,6 +29,7 @@ from worker.model.policy_variants import HELD_OUT_AREAS, PolicyVariant
 __all__ = ["Scored", "calibration_pairs", "validation_report"]
 
 Scorer = Callable[[Sequence[tuple[str, str]]], Sequence[float]]
+_Row = TypeVar("_Row")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ def _plain(variants: Sequence[PolicyVariant], held_out: bool) -> dict[str, list[
     return by_area
 
 
+def _balanced(
+    rows: list[_Row], labels: Sequence[int], limit: int, rng: random.Random
+) -> list[_Row]:
+    """Up to ``limit`` rows, half of them positive where there are enough positives."""
+    positives = [row for row, label in zip(rows, labels, strict=True) if label]
+    negatives = [row for row, label in zip(rows, labels, strict=True) if not label]
+    take = min(len(positives), limit // 2)
+    return rng.sample(positives, take) + rng.sample(negatives, min(len(negatives), limit - take))
+
+
 def calibration_pairs(
     texts: Sequence[LabelledText],
     variants: Sequence[PolicyVariant],
@@ -73,11 +84,8 @@ def calibration_pairs(
                 )
     chosen: list[Scored] = []
     for area in sorted(pools):
-        positives = [pair for pair in pools[area] if pair.label]
-        negatives = [pair for pair in pools[area] if not pair.label]
-        take = min(len(positives), per_area // 2)
-        chosen += rng.sample(positives, take)
-        chosen += rng.sample(negatives, min(len(negatives), per_area - take))
+        pool = pools[area]
+        chosen += _balanced(pool, [pair.label for pair in pool], per_area, rng)
     return chosen
 
 
@@ -119,13 +127,8 @@ def _seen_unseen(
     unseen: list[Scored] = []
     for area in sorted(set(seen_by_area) & set(unseen_by_area)):
         labelled = [item for item in items if area in item.labels]
-        positives = [item for item in labelled if item.labels[area]]
-        negatives = [item for item in labelled if not item.labels[area]]
-        take = min(len(positives), limit // 2)
-        picked = rng.sample(positives, take) + rng.sample(
-            negatives, min(len(negatives), limit - take)
-        )
-        for item in picked:
+        labels = [item.labels[area] for item in labelled]
+        for item in _balanced(labelled, labels, limit, rng):
             for pool, out in ((seen_by_area[area], seen), (unseen_by_area[area], unseen)):
                 variant = rng.choice(pool)
                 out.append(Scored(variant.variant_id, variant.text, item.text, item.labels[area]))
