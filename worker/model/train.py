@@ -38,6 +38,7 @@ from worker.model.tokenize import PairTokenizer
 __all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 
 LAST = "last"
+BUCKET_BATCHES = 8
 STATE_FILE = "train_state.pt"
 
 
@@ -152,6 +153,25 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     return order
 
 
+def length_bucketed(order: list[int], lengths: list[int], batch_size: int, seed: int) -> list[int]:
+    """``order`` regrouped so each batch holds pairs of similar length.
+
+    A batch is padded to its longest row, and on a CPU padding costs as much
+    as text: sorting each block of ``BUCKET_BATCHES`` batches by length and
+    then shuffling the batches cuts the tokens computed by about a quarter
+    while every pair keeps its place within a few batches.
+    """
+    rng = random.Random(seed)
+    block = batch_size * BUCKET_BATCHES
+    regrouped: list[int] = []
+    for start in range(0, len(order), block):
+        chunk = sorted(order[start : start + block], key=lambda index: lengths[index])
+        batches = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        rng.shuffle(batches)
+        regrouped.extend(index for batch in batches for index in batch)
+    return regrouped
+
+
 def write_pairs(data: TrainingData, path: Path) -> int:
     """The training pairs as a pairs file a teacher can label; returns the count."""
     with path.open("w", encoding="utf-8") as handle:
@@ -216,7 +236,13 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     data = training_data(config, tokenizer)
     pairs, policy_texts = data.pairs, data.policy_texts
     soft = read_scores(Path(config.soft_labels)) if config.soft_labels else {}
-    order = training_order(data, config, config.steps * config.batch_size)
+    lengths = [len(policy_texts[p.policy_id]) + len(p.text) for p in pairs]
+    order = length_bucketed(
+        training_order(data, config, config.steps * config.batch_size),
+        lengths,
+        config.batch_size,
+        config.seed,
+    )
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}
     if (resume / STATE_FILE).is_file():

@@ -74,10 +74,11 @@ def calibration_pairs(
 ) -> list[Scored]:
     """Validation content under seen variants, up to ``per_area`` pairs each, half positive."""
     rng = random.Random(seed)
+    seen = [variant for variant in variants if not variant.held_out]
     pools: dict[str, list[Scored]] = {}
     for item in _validation(texts):
-        for variant in rng.sample(list(variants), min(len(variants), 6)):
-            label = variant.label_for(item) if not variant.held_out else None
+        for variant in rng.sample(seen, min(len(seen), 6)):
+            label = variant.label_for(item)
             if label is not None:
                 pools.setdefault(variant.area, []).append(
                     Scored(variant.variant_id, variant.text, item.text, label)
@@ -102,21 +103,49 @@ def _accuracy(pairs: Sequence[Scored], scores: Sequence[float], threshold: float
     return round(right / len(pairs), 4)
 
 
-def _openai(items: list[LabelledText], limit: int, rng: random.Random) -> list[list[Scored]]:
-    complete = [
-        item
-        for item in items
-        if item.source == "openai" and all(p in item.labels for p in OPENAI_CATEGORIES.values())
+def _openai_library(
+    items: list[LabelledText], limit: int, score: Scorer, threshold: float
+) -> dict[str, Any]:
+    """Library policies on OpenAI content: each category on every text labelled for it.
+
+    Any-category needs all eight labels (a row with a missing key could hide a
+    positive), so it is measured on the complete rows, at most ``limit``.
+    """
+    openai = [item for item in items if item.source == "openai"]
+    pairs = [
+        Scored(category, library_policy(category), item.text, item.labels[category])
+        for category in OPENAI_CATEGORIES.values()
+        for item in openai
+        if category in item.labels
     ]
-    rows = []
-    for item in rng.sample(complete, min(limit, len(complete))):
-        rows.append(
-            [
-                Scored(policy, library_policy(policy), item.text, item.labels[policy])
-                for policy in OPENAI_CATEGORIES.values()
-            ]
+    scores = dict(
+        zip(
+            ((pair.policy_id, pair.text) for pair in pairs),
+            score([(pair.policy, pair.text) for pair in pairs]),
+            strict=True,
         )
-    return rows
+    )
+    per_category = {}
+    for category in OPENAI_CATEGORIES.values():
+        column = [pair for pair in pairs if pair.policy_id == category]
+        per_category[category] = _metrics(
+            column, [scores[(category, pair.text)] for pair in column], threshold
+        )
+    complete = [item for item in openai if set(OPENAI_CATEGORIES.values()) <= set(item.labels)]
+    complete = complete[:limit]
+    any_pairs = [
+        Scored("any", "", item.text, max(item.labels[c] for c in OPENAI_CATEGORIES.values()))
+        for item in complete
+    ]
+    any_scores = [
+        max(scores[(category, item.text)] for category in OPENAI_CATEGORIES.values())
+        for item in complete
+    ]
+    return {
+        "texts": len(complete),
+        "any_category": _metrics(any_pairs, any_scores, threshold),
+        "per_category": per_category,
+    }
 
 
 def _seen_unseen(
@@ -144,10 +173,8 @@ def _held_out_area(
         if not pool:
             continue
         labelled = [item for item in items if area in item.labels]
-        positives = [item for item in labelled if item.labels[area]]
-        negatives = [item for item in labelled if not item.labels[area]]
-        picked = positives[: limit // 2] + rng.sample(negatives, min(len(negatives), limit // 2))
-        for item in picked:
+        labels = [item.labels[area] for item in labelled]
+        for item in _balanced(labelled, labels, limit, rng):
             variant = rng.choice(pool)
             pairs.append(Scored(variant.variant_id, variant.text, item.text, item.labels[area]))
     return pairs
@@ -190,24 +217,7 @@ def validation_report(
     items = _validation(texts)
     report: dict[str, Any] = {"threshold": threshold}
 
-    openai_rows = _openai(items, limit, rng)
-    flat = [pair for row in openai_rows for pair in row]
-    flat_scores = list(score([(pair.policy, pair.text) for pair in flat]))
-    per_category = {}
-    for index, category in enumerate(OPENAI_CATEGORIES.values()):
-        column = [row[index] for row in openai_rows]
-        column_scores = flat_scores[index :: len(OPENAI_CATEGORIES)]
-        per_category[category] = _metrics(column, column_scores, threshold)
-    width = len(OPENAI_CATEGORIES)
-    any_pairs = [
-        Scored("any", "", row[0].text, max(pair.label for pair in row)) for row in openai_rows
-    ]
-    any_scores = [max(flat_scores[i * width : (i + 1) * width]) for i in range(len(openai_rows))]
-    report["openai_library"] = {
-        "texts": len(openai_rows),
-        "any_category": _metrics(any_pairs, any_scores, threshold),
-        "per_category": per_category,
-    }
+    report["openai_library"] = _openai_library(items, limit, score, threshold)
 
     seen, unseen = _seen_unseen(items, variants, limit, rng)
     seen_scores = list(score([(pair.policy, pair.text) for pair in seen]))

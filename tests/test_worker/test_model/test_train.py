@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,25 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
     assert {pair.label for pair in hate} == {0, 1}
     flips = sum(data.flipped[i] for i in order)
     assert 0 < flips < len(order) // 2
+
+
+def test_length_bucketing_regroups_pairs_without_losing_or_repeating_any() -> None:
+    from worker.model.train import BUCKET_BATCHES, length_bucketed
+
+    rng = random.Random(3)
+    lengths = [rng.randint(50, 2000) for _ in range(1000)]
+    order = [rng.randrange(1000) for _ in range(16 * BUCKET_BATCHES * 5 + 7)]
+    bucketed = length_bucketed(order, lengths, 16, seed=1)
+    assert sorted(bucketed) == sorted(order)
+    assert bucketed == length_bucketed(order, lengths, 16, seed=1)
+
+    def padded(sequence: list[int]) -> int:
+        batches = [sequence[i : i + 16] for i in range(0, len(sequence), 16)]
+        return sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+
+    assert padded(bucketed) < 0.8 * padded(order)
+    block = 16 * BUCKET_BATCHES
+    assert sorted(bucketed[:block]) == sorted(order[:block])  # pairs stay in their block
 
 
 def test_teacher_scores_replace_or_blend_with_gold_labels(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from policy_registry import library_policy
-from worker.model.dataset import OPENAI_CATEGORIES, UNRELATED_AREAS, LabelledText
+from worker.model.dataset import OPENAI_CATEGORIES, UNRELATED_AREAS, LabelledText, split_of
 from worker.model.policy_variants import PolicyVariant, generate_variants
 from worker.model.validation import calibration_pairs, validation_report
 
@@ -92,6 +92,28 @@ def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) ->
     report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
     assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
     assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
+
+
+def test_openai_categories_use_every_labelled_text_and_any_category_only_complete_rows(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    partial = [
+        LabelledText("openai", f"oai-h-{n}", f"hate-only text {n}", {"hate": n % 2})
+        for n in range(60)
+    ]
+    texts += partial
+    split = {item.content_id for item in texts if split_of(item.content_id) == "validation"}
+    complete = [item for item in texts[:400] if item.content_id in split]
+    extra = [item for item in partial if item.content_id in split]
+    report = validation_report(texts, variants, _oracle(texts, variants, blind=False), limit=1000)[
+        "openai_library"
+    ]
+    assert extra
+    assert report["texts"] == len(complete)
+    assert report["per_category"]["hate"]["n"] == len(complete) + len(extra)
+    assert report["per_category"]["sexual"]["n"] == len(complete)
+    assert report["any_category"]["f1"] == 1.0
 
 
 def test_calibration_pairs_come_from_seen_policies_and_held_out_content(
