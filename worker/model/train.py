@@ -281,11 +281,12 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     while step < last_step:
         offset = step * config.batch_size
         chosen = [pairs[i] for i in order[offset : offset + config.batch_size]]
-        logits = pair_logits(
-            model, tokenizer, [(policy_texts[p.policy_id], p.text) for p in chosen]
-        )
+        with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
+            logits = pair_logits(
+                model, tokenizer, [(policy_texts[p.policy_id], p.text) for p in chosen]
+            )
         targets = torch.tensor([_target(p, soft, config) for p in chosen], device=config.device)
-        loss = loss_fn(logits, targets)
+        loss = loss_fn(logits.float(), targets)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -340,7 +341,11 @@ def add_train_arguments(parser: Any) -> None:
     parser.add_argument(
         "--soft-label-weight", type=float, default=1.0, help="1: teacher only; 0: gold only"
     )
-    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (bf16)")
+    parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between saves")
+    parser.add_argument(
+        "--base", default="", help="base encoder folder (default: the packaged MiniLM)"
+    )
     parser.add_argument(
         "--write-pairs", help="write the training pairs for a teacher to label, then stop"
     )
@@ -358,6 +363,8 @@ def run_from_arguments(args: Any) -> None:
         learning_rate=args.learning_rate,
         variants_per_area=args.variants_per_area,
         init_from=args.init_from,
+        base=args.base,
+        checkpoint_every=args.checkpoint_every,
         soft_labels=args.soft_labels,
         soft_label_weight=args.soft_label_weight,
         device=args.device,
