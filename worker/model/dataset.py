@@ -72,6 +72,7 @@ class Pair:
     content_id: str
     text: str
     label: int
+    source: str = ""
 
 
 def split_of(content_id: str, validation_share: float = 0.2) -> str:
@@ -227,7 +228,7 @@ def build_pairs(
 ) -> list[Pair]:
     """Pairs of one split: each text under every policy it has a label for."""
     return [
-        Pair(policy_id, item.content_id, item.text, label)
+        Pair(policy_id, item.content_id, item.text, label, item.source)
         for item in texts
         if item.text and split_of(item.content_id, validation_share) == split
         for policy_id, label in sorted(item.labels.items())

@@ -183,5 +183,7 @@ def variant_pairs(
             for variant in dict.fromkeys(chosen):
                 label = variant.label_for(item)
                 if label is not None:
-                    pairs.append(Pair(variant.variant_id, item.content_id, item.text, label))
+                    pairs.append(
+                        Pair(variant.variant_id, item.content_id, item.text, label, item.source)
+                    )
     return pairs

@@ -17,6 +17,7 @@ Teacher soft labels, where given, replace or blend with the gold labels.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import sys
@@ -39,6 +40,7 @@ __all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 
 LAST = "last"
 BUCKET_BATCHES = 8
+SINGLE_LABEL_WEIGHT = 0.2
 STATE_FILE = "train_state.pt"
 
 
@@ -123,33 +125,57 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
     return TrainingData(pairs, policy_texts, flipped)
 
 
-def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
-    """``count`` pair indices: even across areas and labels, flips at ``flip_share``.
+def _source_weights(
+    groups: dict[tuple[str, str, str], list[int]],
+) -> dict[str, tuple[list[str], list[float]]]:
+    """Per area, its data sets and their draw weights: sqrt of size, less if one-sided."""
+    by_area: dict[str, tuple[list[str], list[float]]] = {}
+    for area in sorted({area for area, _, _ in groups}):
+        names = sorted({source for a, source, _ in groups if a == area})
+        weights = []
+        for name in names:
+            size = sum(len(groups.get((area, name, kind), [])) for kind in ("0", "1", "flip"))
+            both = (area, name, "0") in groups and (area, name, "1") in groups
+            weights.append(math.sqrt(size) * (1.0 if both else SINGLE_LABEL_WEIGHT))
+        by_area[area] = (names, weights)
+    return by_area
 
-    Each group is walked in a shuffled order before any pair repeats, so a
-    long run sees all of a small group rather than the same few pairs.
+
+def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
+    """``count`` pair indices, drawn so that neither data set nor policy gives the label away.
+
+    Each draw takes an area (unrelated ones at ``unrelated_weight``), then a
+    data set within it, then a pair an edit flipped (``flip_share``) or either
+    label evenly. Labels are balanced within each data set because the sets
+    differ in style (HateCheck's short templates are mostly hateful, Davidson's
+    tweets mostly not): balancing only across an area taught the model that a
+    short, clean sentence is hate. A set holding one label in an area is drawn
+    at ``SINGLE_LABEL_WEIGHT`` for the same reason. Each group is walked in a
+    shuffled order before any pair repeats.
     """
     rng = random.Random(config.seed)
-    groups: dict[tuple[str, str], list[int]] = {}
+    groups: dict[tuple[str, str, str], list[int]] = {}
     for index, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
         kind = "flip" if flip else str(pair.label)
-        groups.setdefault((area_of(pair.policy_id), kind), []).append(index)
+        groups.setdefault((area_of(pair.policy_id), pair.source, kind), []).append(index)
     for members in groups.values():
         rng.shuffle(members)
-    areas = sorted({area for area, _ in groups})
+    sources = _source_weights(groups)
+    areas = sorted(sources)
     weights = [config.unrelated_weight if area in UNRELATED_AREAS else 1.0 for area in areas]
     cursor = dict.fromkeys(groups, 0)
     order = []
     for _ in range(count):
         area = rng.choices(areas, weights)[0]
-        kinds = [kind for kind in ("0", "1") if (area, kind) in groups]
-        if (area, "flip") in groups and rng.random() < config.flip_share:
+        source = rng.choices(*sources[area])[0]
+        kinds = [kind for kind in ("0", "1") if (area, source, kind) in groups]
+        if (area, source, "flip") in groups and rng.random() < config.flip_share:
             kind = "flip"
         else:
             kind = rng.choice(kinds) if kinds else "flip"
-        members = groups[(area, kind)]
-        order.append(members[cursor[(area, kind)] % len(members)])
-        cursor[(area, kind)] += 1
+        members = groups[(area, source, kind)]
+        order.append(members[cursor[(area, source, kind)] % len(members)])
+        cursor[(area, source, kind)] += 1
     return order
 
 

@@ -88,6 +88,27 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
     assert 0 < flips < len(order) // 2
 
 
+def test_each_data_set_is_drawn_with_both_labels_evenly(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from collections import Counter
+
+    from worker.model.train import area_of, training_data, training_order
+
+    config = _config(Path("unused"), data_dir, tiny_checkpoint, steps=1)
+    data = training_data(config)
+    drawn = [i for i in training_order(data, config, 20000) if not data.flipped[i]]
+    rates: dict[str, Counter[int]] = {}
+    for index in drawn:
+        pair = data.pairs[index]
+        if area_of(pair.policy_id) == "hate":
+            rates.setdefault(pair.source, Counter())[pair.label] += 1
+    two_sided = {source: c for source, c in rates.items() if len(c) == 2 and sum(c.values()) > 200}
+    assert {"hatecheck", "davidson"} <= set(two_sided)
+    for source, counts in two_sided.items():
+        assert 0.4 < counts[1] / sum(counts.values()) < 0.6, source
+
+
 def test_length_bucketing_regroups_pairs_without_losing_or_repeating_any() -> None:
     from worker.model.train import BUCKET_BATCHES, length_bucketed
 
