@@ -41,6 +41,7 @@ __all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 LAST = "last"
 BUCKET_BATCHES = 8
 SINGLE_LABEL_WEIGHT = 0.2
+MAX_ROWS_PER_PASS = 32
 STATE_FILE = "train_state.pt"
 
 
@@ -233,6 +234,29 @@ def _target(pair: Pair, soft: dict[str, float], config: TrainConfig) -> float:
     return config.soft_label_weight * teacher + (1 - config.soft_label_weight) * pair.label
 
 
+def row_limited(
+    batch: list[tuple[str, str]], tokenizer: PairTokenizer, max_rows: int
+) -> list[list[int]]:
+    """The batch's pair indices in groups of at most ``max_rows`` windows.
+
+    Memory grows with windows, not pairs: a batch of long texts (which length
+    bucketing gathers) can hold hundreds of windows, and one backward pass
+    over them took 24 GB before the kernel killed the run. Gradients are
+    accumulated over the groups instead; a pair's windows stay together,
+    since its logit is their maximum.
+    """
+    groups: list[list[int]] = [[]]
+    rows = 0
+    for index, pair in enumerate(batch):
+        windows = len(tokenizer.rows([pair]))
+        if groups[-1] and rows + windows > max_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(index)
+        rows += windows
+    return groups
+
+
 def pair_logits(model: Any, tokenizer: PairTokenizer, batch: list[tuple[str, str]]) -> Any:
     """One logit per pair: the maximum over its content windows."""
     import torch
@@ -307,19 +331,23 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     while step < last_step:
         offset = step * config.batch_size
         chosen = [pairs[i] for i in order[offset : offset + config.batch_size]]
-        with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
-            logits = pair_logits(
-                model, tokenizer, [(policy_texts[p.policy_id], p.text) for p in chosen]
-            )
-        targets = torch.tensor([_target(p, soft, config) for p in chosen], device=config.device)
-        loss = loss_fn(logits.float(), targets)
+        batch = [(policy_texts[p.policy_id], p.text) for p in chosen]
         optimizer.zero_grad()
-        loss.backward()
+        batch_loss = 0.0
+        for part in row_limited(batch, tokenizer, MAX_ROWS_PER_PASS):
+            with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
+                logits = pair_logits(model, tokenizer, [batch[i] for i in part])
+            targets = torch.tensor(
+                [_target(chosen[i], soft, config) for i in part], device=config.device
+            )
+            loss = loss_fn(logits.float(), targets) * (len(part) / len(batch))
+            loss.backward()
+            batch_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(loss.item())
+        losses.append(batch_loss)
         if step % 10 == 0 or step == last_step:
             _log(
                 event="progress",

@@ -109,6 +109,26 @@ def test_each_data_set_is_drawn_with_both_labels_evenly(
         assert 0.4 < counts[1] / sum(counts.values()) < 0.6, source
 
 
+def test_a_batch_of_long_texts_is_split_into_passes_of_bounded_windows(
+    base_tokenizer_file: Path,
+) -> None:
+    from worker.model.tokenize import PairTokenizer
+    from worker.model.train import row_limited
+
+    tokenizer = PairTokenizer(
+        base_tokenizer_file, max_length=64, max_policy_tokens=32, window_stride=8
+    )
+    policy = "Flag insults."
+    batch = [(policy, "word " * length) for length in (5, 300, 40, 2, 120, 7, 600)]
+    groups = row_limited(batch, tokenizer, max_rows=6)
+    assert [i for group in groups for i in group] == list(range(len(batch)))
+    for group in groups:
+        windows = len(tokenizer.rows([batch[i] for i in group]))
+        assert windows <= 6 or len(group) == 1  # one pair's windows are never split
+    assert any(len(tokenizer.rows([batch[i] for i in g])) > 6 for g in groups)  # 600 words
+    assert row_limited(batch, tokenizer, max_rows=1000) == [list(range(len(batch)))]
+
+
 def test_length_bucketing_regroups_pairs_without_losing_or_repeating_any() -> None:
     from worker.model.train import BUCKET_BATCHES, length_bucketed
 
