@@ -145,12 +145,13 @@ def _source_weights(
 def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
     """``count`` pair indices, drawn so that neither data set nor policy gives the label away.
 
-    Each draw takes an area (unrelated ones at ``unrelated_weight``), then a
-    data set within it, then a pair an edit flipped (``flip_share``) or either
-    label evenly. Labels are balanced within each data set because the sets
-    differ in style (HateCheck's short templates are mostly hateful, Davidson's
-    tweets mostly not): balancing only across an area taught the model that a
-    short, clean sentence is hate. A set holding one label in an area is drawn
+    Each draw takes an area (unrelated ones at ``unrelated_weight``), then
+    either a pair an edit flipped (``flip_share`` of the area's draws, from a
+    data set that has flips) or a data set and one of its labels evenly.
+    Labels are balanced within each data set because the sets differ in
+    style (HateCheck's short templates are mostly hateful, Davidson's tweets
+    mostly not): balancing only across an area taught the model that a short,
+    clean sentence is hate. A set holding one label in an area is drawn
     at ``SINGLE_LABEL_WEIGHT`` for the same reason. Each group is walked in a
     shuffled order before any pair repeats.
     """
@@ -161,19 +162,19 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
         groups.setdefault((area_of(pair.policy_id), pair.source, kind), []).append(index)
     for members in groups.values():
         rng.shuffle(members)
-    sources = _source_weights(groups)
-    areas = sorted(sources)
+    areas = sorted({area for area, _, _ in groups})
     weights = [config.unrelated_weight if area in UNRELATED_AREAS else 1.0 for area in areas]
     cursor = dict.fromkeys(groups, 0)
     order = []
+    flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
+    labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
     for _ in range(count):
         area = rng.choices(areas, weights)[0]
-        source = rng.choices(*sources[area])[0]
-        kinds = [kind for kind in ("0", "1") if (area, source, kind) in groups]
-        if (area, source, "flip") in groups and rng.random() < config.flip_share:
-            kind = "flip"
+        if area in flipping and (area not in labelled or rng.random() < config.flip_share):
+            source, kind = rng.choices(*flipping[area])[0], "flip"
         else:
-            kind = rng.choice(kinds) if kinds else "flip"
+            source = rng.choices(*labelled[area])[0]
+            kind = rng.choice([k for k in ("0", "1") if (area, source, k) in groups])
         members = groups[(area, source, kind)]
         order.append(members[cursor[(area, source, kind)] % len(members)])
         cursor[(area, source, kind)] += 1

@@ -86,6 +86,10 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
     assert {pair.label for pair in hate} == {0, 1}
     flips = sum(data.flipped[i] for i in order)
     assert 0 < flips < len(order) // 2
+    drawn_again = training_order(data, config, 20000)
+    in_hate = [i for i in drawn_again if area_of(data.pairs[i].policy_id) == "hate"]
+    share = sum(data.flipped[i] for i in in_hate) / len(in_hate)
+    assert abs(share - config.flip_share) < 0.03  # of the area's draws, not diluted by data sets
 
 
 def test_each_data_set_is_drawn_with_both_labels_evenly(
