@@ -22,7 +22,9 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
 from worker.model.policy_variants import generate_variants, variant_pairs
 from worker.model.runtime import pad_batch
-from worker.model.tokenize import PairTokenizer
+from worker.model.tokenize import PairTokenizer, TokenRow
 
 __all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 
@@ -235,40 +237,39 @@ def _target(pair: Pair, soft: dict[str, float], config: TrainConfig) -> float:
     return config.soft_label_weight * teacher + (1 - config.soft_label_weight) * pair.label
 
 
-def row_limited(
-    batch: list[tuple[str, str]], tokenizer: PairTokenizer, max_rows: int
-) -> list[list[int]]:
-    """The batch's pair indices in groups of at most ``max_rows`` windows.
+def row_passes(rows: Sequence[TokenRow], max_rows: int) -> list[list[TokenRow]]:
+    """A batch's rows in passes of at most ``max_rows`` windows.
 
     Memory grows with windows, not pairs: a batch of long texts (which length
     bucketing gathers) can hold hundreds of windows, and one backward pass
     over them took 24 GB before the kernel killed the run. Gradients are
-    accumulated over the groups instead; a pair's windows stay together,
-    since its logit is their maximum.
+    accumulated over the passes instead; a pair's windows stay together (one
+    pass may exceed ``max_rows`` only to hold a single pair), since its logit
+    is their maximum.
     """
-    groups: list[list[int]] = [[]]
-    rows = 0
-    for index, pair in enumerate(batch):
-        windows = len(tokenizer.rows([pair]))
-        if groups[-1] and rows + windows > max_rows:
-            groups.append([])
-            rows = 0
-        groups[-1].append(index)
-        rows += windows
-    return groups
+    passes: list[list[TokenRow]] = []
+    for _, pair_rows in groupby(rows, key=lambda row: row.pair_index):
+        windows = list(pair_rows)
+        if passes and len(passes[-1]) + len(windows) <= max_rows:
+            passes[-1].extend(windows)
+        else:
+            passes.append(windows)
+    return passes
 
 
-def pair_logits(model: Any, tokenizer: PairTokenizer, batch: list[tuple[str, str]]) -> Any:
-    """One logit per pair: the maximum over its content windows."""
+def pair_logits(model: Any, rows: Sequence[TokenRow], pad_id: int) -> tuple[list[int], Any]:
+    """The pairs the rows score (ascending) and one logit each: the maximum of its windows."""
     import torch
 
-    rows = tokenizer.rows(batch)
+    pairs = sorted({row.pair_index for row in rows})
+    position = {pair: i for i, pair in enumerate(pairs)}
     device = next(model.parameters()).device
-    feed = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(rows, tokenizer.pad_id).items()}
+    feed = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(rows, pad_id).items()}
     window_logits = model(**feed).logits.reshape(-1)
-    index = torch.tensor([row.pair_index for row in rows], device=device)
-    start = torch.full((len(batch),), -1e4, dtype=window_logits.dtype, device=device)
-    return start.scatter_reduce(0, index, window_logits, reduce="amax", include_self=False)
+    index = torch.tensor([position[row.pair_index] for row in rows], device=device)
+    start = torch.full((len(pairs),), -1e4, dtype=window_logits.dtype, device=device)
+    logits = start.scatter_reduce(0, index, window_logits, reduce="amax", include_self=False)
+    return pairs, logits
 
 
 def train(config: TrainConfig, stop_at: int | None = None) -> Path:
@@ -332,16 +333,16 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     while step < last_step:
         offset = step * config.batch_size
         chosen = [pairs[i] for i in order[offset : offset + config.batch_size]]
-        batch = [(policy_texts[p.policy_id], p.text) for p in chosen]
+        rows = tokenizer.rows([(policy_texts[p.policy_id], p.text) for p in chosen])
         optimizer.zero_grad()
         batch_loss = 0.0
-        for part in row_limited(batch, tokenizer, MAX_ROWS_PER_PASS):
+        for part in row_passes(rows, MAX_ROWS_PER_PASS):
             with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
-                logits = pair_logits(model, tokenizer, [batch[i] for i in part])
+                indices, logits = pair_logits(model, part, tokenizer.pad_id)
             targets = torch.tensor(
-                [_target(chosen[i], soft, config) for i in part], device=config.device
+                [_target(chosen[i], soft, config) for i in indices], device=config.device
             )
-            loss = loss_fn(logits.float(), targets) * (len(part) / len(batch))
+            loss = loss_fn(logits.float(), targets) * (len(indices) / len(chosen))
             loss.backward()
             batch_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

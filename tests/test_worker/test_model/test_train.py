@@ -117,20 +117,22 @@ def test_a_batch_of_long_texts_is_split_into_passes_of_bounded_windows(
     base_tokenizer_file: Path,
 ) -> None:
     from worker.model.tokenize import PairTokenizer
-    from worker.model.train import row_limited
+    from worker.model.train import row_passes
 
     tokenizer = PairTokenizer(
         base_tokenizer_file, max_length=64, max_policy_tokens=32, window_stride=8
     )
     policy = "Flag insults."
     batch = [(policy, "word " * length) for length in (5, 300, 40, 2, 120, 7, 600)]
-    groups = row_limited(batch, tokenizer, max_rows=6)
+    rows = tokenizer.rows(batch)
+    passes = row_passes(rows, max_rows=6)
+    groups = [sorted({row.pair_index for row in part}) for part in passes]
     assert [i for group in groups for i in group] == list(range(len(batch)))
-    for group in groups:
-        windows = len(tokenizer.rows([batch[i] for i in group]))
-        assert windows <= 6 or len(group) == 1  # one pair's windows are never split
-    assert any(len(tokenizer.rows([batch[i] for i in g])) > 6 for g in groups)  # 600 words
-    assert row_limited(batch, tokenizer, max_rows=1000) == [list(range(len(batch)))]
+    assert [row for part in passes for row in part] == rows
+    for group, part in zip(groups, passes, strict=True):
+        assert len(part) <= 6 or len(group) == 1  # one pair's windows are never split
+    assert any(len(part) > 6 for part in passes)  # 600 words
+    assert row_passes(rows, max_rows=1000) == [rows]
 
 
 def test_length_bucketing_regroups_pairs_without_losing_or_repeating_any() -> None:
