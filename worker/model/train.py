@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from policy_registry import library_policy
+from worker.errors import ModelError
 from worker.model.dataset import DEFAULT_DATA_DIR, UNRELATED_AREAS, Pair, build_pairs, load_all
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
@@ -73,6 +74,12 @@ class TrainConfig:
     soft_labels: str = ""
     soft_label_weight: float = 1.0
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flip_share <= 1.0:
+            raise ModelError(f"flip share must be between 0 and 1, got {self.flip_share}")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ModelError("steps, batch size and checkpoint interval must be at least 1")
 
 
 def _log(**fields: Any) -> None:
@@ -400,6 +407,9 @@ def add_train_arguments(parser: Any) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (bf16)")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between saves")
     parser.add_argument(
+        "--flip-share", type=float, default=0.15, help="share of an area's draws that are flips"
+    )
+    parser.add_argument(
         "--base", default="", help="base encoder folder (default: the packaged MiniLM)"
     )
     parser.add_argument(
@@ -421,6 +431,7 @@ def run_from_arguments(args: Any) -> None:
         init_from=args.init_from,
         base=args.base,
         checkpoint_every=args.checkpoint_every,
+        flip_share=args.flip_share,
         soft_labels=args.soft_labels,
         soft_label_weight=args.soft_label_weight,
         device=args.device,

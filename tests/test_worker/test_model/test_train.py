@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,10 +87,24 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
     assert {pair.label for pair in hate} == {0, 1}
     flips = sum(data.flipped[i] for i in order)
     assert 0 < flips < len(order) // 2
-    drawn_again = training_order(data, config, 20000)
-    in_hate = [i for i in drawn_again if area_of(data.pairs[i].policy_id) == "hate"]
-    share = sum(data.flipped[i] for i in in_hate) / len(in_hate)
-    assert abs(share - config.flip_share) < 0.03  # of the area's draws, not diluted by data sets
+    for share_asked in (config.flip_share, 0.3):
+        drawn_again = training_order(data, replace(config, flip_share=share_asked), 20000)
+        in_hate = [i for i in drawn_again if area_of(data.pairs[i].policy_id) == "hate"]
+        share = sum(data.flipped[i] for i in in_hate) / len(in_hate)
+        assert abs(share - share_asked) < 0.03  # of the area's draws, not diluted by data sets
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("flip_share", 1.5), ("flip_share", -0.1), ("steps", 0), ("batch_size", 0)]
+)
+def test_an_impossible_training_setting_is_refused_before_any_work(
+    tmp_path: Path, field: str, value: float
+) -> None:
+    from worker.errors import ModelError
+
+    with pytest.raises(ModelError, match="must be"):
+        TrainConfig(out=str(tmp_path), policies=("hate",), **{field: value})
+    assert not any(tmp_path.iterdir())
 
 
 def test_each_data_set_is_drawn_with_both_labels_evenly(
@@ -178,8 +193,6 @@ def test_teacher_scores_replace_or_blend_with_gold_labels(
 def test_malformed_teacher_scores_are_a_clear_error(
     tmp_path: Path, data_dir: Path, tiny_checkpoint: Path
 ) -> None:
-    from dataclasses import replace
-
     from worker.errors import CopeError
 
     scores = tmp_path / "scores.jsonl"
