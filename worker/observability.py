@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
@@ -128,15 +129,45 @@ class WorkerMetrics:
 
 
 class Health:
-    """Liveness (the loop turns) and readiness (model loaded, group joined)."""
+    """Liveness (the loop turns) and readiness (model loaded, group joined).
+
+    A member whose assignment is empty is still ready: with more workers than
+    partitions it is the standby that takes over on failover, and holding it
+    unready would stall a rolling deploy. Losing the assignment (session timed
+    out) is different: the member is out of the group until it is assigned again.
+    """
 
     def __init__(self, stall_after_s: float) -> None:
         self.stall_after_s = stall_after_s
         self._beat = time.monotonic()
         self.model_loaded = False
-        self.assigned = False
         self.caught_up = True  # the registry reader will own this once it exists
+        self._joined = False
+        self._partitions: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
+
+    def partitions_assigned(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """An (incremental) assignment arrived: the member is in the group."""
+        with self._lock:
+            self._partitions |= set(partitions)
+            self._joined = True
+
+    def partitions_revoked(self, partitions: Iterable[tuple[str, int]], *, lost: bool) -> None:
+        """Partitions left this member; ``lost`` means it was dropped from the group."""
+        with self._lock:
+            self._partitions -= set(partitions)
+            if lost:
+                self._joined = False
+
+    @property
+    def assigned(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs this member owns now."""
+        with self._lock:
+            return frozenset(self._partitions)
+
+    def joined(self) -> bool:
+        with self._lock:
+            return self._joined
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Health:
@@ -152,7 +183,7 @@ class Health:
             return time.monotonic() - self._beat < self.stall_after_s
 
     def ready(self) -> bool:
-        return self.alive() and self.model_loaded and self.assigned and self.caught_up
+        return self.alive() and self.model_loaded and self.joined() and self.caught_up
 
 
 def serve_http(port: int, metrics: WorkerMetrics, health: Health) -> ThreadingHTTPServer:

@@ -33,8 +33,23 @@ def test_readiness_needs_the_model_and_an_assignment(
     assert _get(port, "/readyz")[0] == 503
     health.model_loaded = True
     assert _get(port, "/readyz")[0] == 503
-    health.assigned = True
+    health.partitions_assigned([])  # a standby member with no partitions is still ready
     assert _get(port, "/readyz") == (200, "ready\n")
+
+
+def test_revoked_partitions_are_forgotten_and_a_lost_assignment_is_not_ready() -> None:
+    health = Health(stall_after_s=60)
+    health.model_loaded = True
+    health.partitions_assigned([("t", 0), ("t", 1)])
+    health.partitions_assigned([("t", 2)])  # cooperative rebalances add incrementally
+    health.partitions_revoked([("t", 1)], lost=False)
+    assert health.assigned == {("t", 0), ("t", 2)}
+    assert health.ready()
+    health.partitions_revoked([("t", 0), ("t", 2)], lost=True)
+    assert health.assigned == frozenset()
+    assert not health.ready()
+    health.partitions_assigned([("t", 0)])
+    assert health.ready()
 
 
 def test_a_stalled_loop_fails_liveness(served: tuple[int, WorkerMetrics, Health]) -> None:

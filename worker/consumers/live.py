@@ -15,6 +15,7 @@ keeps every transaction well inside ``transaction.timeout.ms`` and
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -89,12 +90,27 @@ class LiveWorker:
         self._stop.set()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.health.assigned = True
-        log.info("partitions_assigned", partitions=[(p.topic, p.partition) for p in partitions])
+        owned = [(p.topic, p.partition) for p in partitions]
+        self.health.partitions_assigned(owned)
+        log.info("partitions_assigned", partitions=owned)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing is in flight here: every batch is committed before consume() runs again.
+        self._release(partitions, lost=False)
         log.info("partitions_revoked", partitions=[(p.topic, p.partition) for p in partitions])
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The session timed out: another member may own these partitions already.
+        self._release(partitions, lost=True)
+        log.warning("partitions_lost", partitions=[(p.topic, p.partition) for p in partitions])
+
+    def _release(self, partitions: list[TopicPartition], *, lost: bool) -> None:
+        """Forget partitions, and their lag, so metrics summed across workers stay true."""
+        released = [(p.topic, p.partition) for p in partitions]
+        self.health.partitions_revoked(released, lost=lost)
+        for topic, partition in released:
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(topic, str(partition))
 
     def run(self) -> None:
         """Consume, label and commit until stopped."""
@@ -103,7 +119,10 @@ class LiveWorker:
         try:
             producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
             consumer.subscribe(
-                [self.settings.content_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+                [self.settings.content_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
             )
             log.info(
                 "worker_started",

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from prometheus_client.samples import Sample
+
 from tests.kafka_support import (
     create_worker_topics,
     isolated_settings,
@@ -45,6 +47,10 @@ def _topics(bootstrap: str, prefix: str) -> None:
 
 def _event(content_id: str, text: str = "an ordinary sentence", **fields: object) -> bytes:
     return json.dumps({"id": content_id, "text": text, **fields}).encode()
+
+
+def _lag_samples(worker: LiveWorker) -> list[Sample]:
+    return [sample for family in worker.metrics.consumer_lag.collect() for sample in family.samples]
 
 
 class RunningWorker:
@@ -98,6 +104,12 @@ def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
         labels = read_committed(kafka_bootstrap, f"{prefix}.labels", expected=len(good))
         letters = read_committed(kafka_bootstrap, f"{prefix}.dlq", expected=len(bad))
         assert worker.health.ready()
+        deadline = time.monotonic() + 10
+        while not (lags := _lag_samples(worker)) and time.monotonic() < deadline:
+            time.sleep(0.1)  # recorded just after the batch's commit
+        assert lags
+        assert all(sample.value >= 0 for sample in lags)
+    assert not _lag_samples(worker)  # leaving the group drops this member's partitions
     counts = Counter(key for key, _ in labels)
     assert counts == Counter(key for key, _ in good)  # each exactly once
     record = json.loads(labels[0][1])
@@ -127,9 +139,6 @@ def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
     assert registry.get_sample_value("cope_dead_letters_total", {"reason": "bad_json"}) == 1
     assert registry.get_sample_value("cope_events_total", {"outcome": "labelled"}) == len(good)
     assert registry.get_sample_value("cope_pairs_total") == len(good) * len(POLICIES)
-    lags = [s for family in worker.metrics.consumer_lag.collect() for s in family.samples]
-    assert lags
-    assert all(sample.value >= 0 for sample in lags)
 
 
 def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
@@ -141,12 +150,28 @@ def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
     produce(kafka_bootstrap, f"{prefix}.events", events[:30])
     first = _settings(kafka_bootstrap, prefix, worker_model_dir, transactional_id=f"{prefix}-a")
     second = _settings(kafka_bootstrap, prefix, worker_model_dir, transactional_id=f"{prefix}-b")
-    with RunningWorker(first):
+    every_partition = {(f"{prefix}.events", p) for p in range(3)}
+    with RunningWorker(first) as original:
         read_committed(kafka_bootstrap, f"{prefix}.labels", expected=10, settle_s=0)
+        assert original.health.assigned == every_partition
         with RunningWorker(second) as joined:
             produce(kafka_bootstrap, f"{prefix}.events", events[30:])
             labels = read_committed(kafka_bootstrap, f"{prefix}.labels", expected=len(events))
-            assert joined.health.assigned
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                joined.health.assigned
+                and original.health.assigned | joined.health.assigned == every_partition
+                and not original.health.assigned & joined.health.assigned
+            ):
+                time.sleep(0.2)
+            assert joined.health.assigned, "the second worker never got a partition"
+            assert not original.health.assigned & joined.health.assigned
+            assert original.health.assigned | joined.health.assigned == every_partition
+            assert joined.health.ready()
+            reported = {
+                (s.labels["topic"], int(s.labels["partition"])) for s in _lag_samples(original)
+            }
+            assert reported <= original.health.assigned  # no stale lag for moved partitions
     assert Counter(key for key, _ in labels) == Counter(key for key, _ in events)
 
 
