@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ __all__ = [
     "LabelledText",
     "Pair",
     "build_pairs",
+    "contradicted_share",
     "load_all",
     "split_of",
 ]
@@ -73,6 +74,18 @@ class Pair:
     text: str
     label: int
     source: str = ""
+
+
+def contradicted_share(pairs: Sequence[Pair]) -> float:
+    """Share of content items labelled both 1 and 0 (under different policies).
+
+    Only these teach the model to read the policy: content that is always
+    positive or always negative can be learnt without looking at it.
+    """
+    labels: dict[str, set[int]] = {}
+    for pair in pairs:
+        labels.setdefault(pair.content_id, set()).add(pair.label)
+    return sum(len(seen) == 2 for seen in labels.values()) / len(labels) if labels else 0.0
 
 
 def split_of(content_id: str, validation_share: float = 0.2) -> str:

@@ -32,7 +32,14 @@ import numpy as np
 
 from policy_registry import library_policy
 from worker.errors import ModelError
-from worker.model.dataset import DEFAULT_DATA_DIR, UNRELATED_AREAS, Pair, build_pairs, load_all
+from worker.model.dataset import (
+    DEFAULT_DATA_DIR,
+    UNRELATED_AREAS,
+    Pair,
+    build_pairs,
+    contradicted_share,
+    load_all,
+)
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
 from worker.model.policy_variants import generate_variants, variant_pairs
@@ -329,6 +336,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         pairs=len(pairs),
         positives=sum(p.label for p in pairs),
         flipped=sum(data.flipped),
+        contradicted_content=round(contradicted_share(pairs), 4),
         policies=len(policy_texts),
         soft_labels=sum(pair_key(p) in soft for p in pairs),
     )

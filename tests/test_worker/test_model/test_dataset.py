@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import CopeError
-from worker.model.dataset import build_pairs, load_all, split_of
+from worker.model.dataset import Pair, build_pairs, contradicted_share, load_all, split_of
 
 ALL_POLICIES = {
     "sexual",
@@ -55,6 +55,19 @@ def test_the_same_text_appears_with_contradictory_labels(data_dir: Path) -> None
         by_content.setdefault(pair.content_id, set()).add(pair.label)
     contradictory = [cid for cid, labels in by_content.items() if labels == {0, 1}]
     assert {"oai-1", "davidson-0", "davidson-1", "hatecheck-2"} <= set(contradictory)
+    assert contradicted_share(pairs) == len(contradictory) / len(by_content)
+
+
+def test_the_contradicted_share_counts_content_not_pairs() -> None:
+    pairs = [
+        Pair("hate", "a", "x", 1),
+        Pair("spam", "a", "x", 0),
+        Pair("sexual", "a", "x", 0),
+        Pair("hate", "b", "y", 0),
+        Pair("spam", "b", "y", 0),
+    ]
+    assert contradicted_share(pairs) == 0.5
+    assert contradicted_share([]) == 0.0
 
 
 def test_no_content_crosses_the_split(data_dir: Path) -> None:
