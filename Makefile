@@ -32,7 +32,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check worker policy_registry
+	$(BIN)/ruff format --check worker policy_registry tests
 
 typecheck: setup
 	$(BIN)/mypy

@@ -57,9 +57,10 @@ def random_tiny_checkpoint(tokenizer_file: Path, folder: Path) -> Path:
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=512,
-        num_labels=1,
     )
-    BertForSequenceClassification(config).save_pretrained(str(folder))
+    config.num_labels = 1  # one logit: the pair's score
+    model = BertForSequenceClassification(config)  # type: ignore[no-untyped-call]
+    model.save_pretrained(str(folder))
     shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
     return folder
 
@@ -88,7 +89,7 @@ def minilm_toy_checkpoint(folder: Path, steps: int = 25) -> Path:
         logits = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.reshape(-1)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
     model.eval()
     model.save_pretrained(str(folder))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -28,7 +29,7 @@ def topic(kafka_bootstrap: str) -> str:
 
 
 @pytest.fixture
-def store(kafka_bootstrap: str, topic: str) -> RegistryStore:
+def store(kafka_bootstrap: str, topic: str) -> Iterator[RegistryStore]:
     created = RegistryStore(
         kafka_bootstrap, topic, count_tokens=lambda t: len(t.split()), max_policy_tokens=400
     )

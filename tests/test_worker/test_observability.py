@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +19,7 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def served() -> tuple[int, WorkerMetrics, Health]:
+def served() -> Iterator[tuple[int, WorkerMetrics, Health]]:
     metrics, health = WorkerMetrics(), Health(stall_after_s=60)
     server = serve_http(0, metrics, health)
     yield server.server_address[1], metrics, health

@@ -89,7 +89,9 @@ def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
 ) -> None:
     prefix = unique_prefix()
     _topics(kafka_bootstrap, prefix)
-    good = [(f"c{i}".encode(), _event(f"c{i}", metadata={"n": i})) for i in range(30)]
+    good: list[tuple[bytes, bytes | None]] = [
+        (f"c{i}".encode(), _event(f"c{i}", metadata={"n": i})) for i in range(30)
+    ]
     bad = [
         (b"b1", b"{not json"),
         (b"b2", b"\xff\xfe not utf-8"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from tests.kafka_support import isolated_settings, produce, unique_prefix
 from tests.test_worker.test_monitor import T0, label

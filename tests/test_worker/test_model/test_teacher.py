@@ -54,7 +54,7 @@ def tiny_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = {word: index for index, word in enumerate(dict.fromkeys(words))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
     )
     torch.manual_seed(3)
@@ -70,7 +70,8 @@ def tiny_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pad_token_id=0,
     )
     folder = tmp_path_factory.mktemp("tiny-gemma")
-    Gemma2ForCausalLM(config).save_pretrained(str(folder))
+    model = Gemma2ForCausalLM(config)  # type: ignore[no-untyped-call]
+    model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
 

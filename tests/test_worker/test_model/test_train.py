@@ -6,6 +6,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,15 +96,17 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("flip_share", 1.5), ("flip_share", -0.1), ("steps", 0), ("batch_size", 0)]
+    "impossible",
+    [{"flip_share": 1.5}, {"flip_share": -0.1}, {"steps": 0}, {"batch_size": 0}],
 )
 def test_an_impossible_training_setting_is_refused_before_any_work(
-    tmp_path: Path, field: str, value: float
+    tmp_path: Path, impossible: dict[str, Any]
 ) -> None:
     from worker.errors import ModelError
 
+    valid = TrainConfig(out=str(tmp_path), policies=("hate",))
     with pytest.raises(ModelError, match="must be"):
-        TrainConfig(out=str(tmp_path), policies=("hate",), **{field: value})
+        replace(valid, **impossible)
     assert not any(tmp_path.iterdir())
 
 
