@@ -239,6 +239,8 @@ def test_eval_reports_the_contract_fields_and_writes_predictions(
             "--json",
             "--plot",
             str(tmp_path / "pr.png"),
+            "--target-precision",
+            "0.9",
         ]
     )
     assert code == 0
@@ -255,11 +257,31 @@ def test_eval_reports_the_contract_fields_and_writes_predictions(
         "model_version",
         "policy_sha256",
         "pairs_per_s",
+        "for_target_precision",
     }
     assert (report["n"], report["positives"]) == (10, 5)
+    operating = report["for_target_precision"]
+    assert operating["target"] == 0.9
+    assert operating["threshold"] is None or operating["precision"] >= 0.9
     written = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [row["id"] for row in written] == [f"r{i}" for i in range(10)]
     assert all(set(row) == {"id", "score", "label"} for row in written)
+
+
+@pytest.mark.parametrize("option", [["--target-precision", "1.5"], ["--threshold", "-0.1"]])
+def test_eval_refuses_an_impossible_operating_point(
+    tiny_model_dir: Path,
+    policies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: list[str],
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "a", "y": 1}\n')
+    arguments = ["eval", "--model-dir", str(tiny_model_dir), "--policy", policies["food"]]
+    code = main([*arguments, "--data", str(data), "--label-field", "y", *option])
+    assert code == 2
+    assert f"{option[0]} must be" in capsys.readouterr().err
 
 
 def test_eval_names_the_bad_line(

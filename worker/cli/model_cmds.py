@@ -222,11 +222,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import time
     from dataclasses import asdict
 
-    from worker.model.evaluate import binary_metrics, read_rows
+    from worker.model.evaluate import binary_metrics, read_rows, threshold_for_precision
     from worker.model.runtime import load_classifier
     from worker.model.tokenize import sha256_text
 
     _, policy = policy_text(args.policy)
+    target = args.target_precision
+    if target is not None and not 0 < target <= 1:
+        raise CopeError(f"--target-precision must be in (0, 1], got {target}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CopeError(f"--threshold must be in [0, 1], got {args.threshold}")
     rows = read_rows(args.data, args.label_field, args.text_field, args.id_field)
     if not rows:
         raise CopeError(f"{args.data}: no rows with a {args.label_field!r} field")
@@ -249,6 +254,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "policy_sha256": sha256_text(policy),
         "pairs_per_s": round(pairs_per_s, 2),
     }
+    if target is not None:
+        reached = threshold_for_precision([row.label for row in rows], scores, target)
+        report["for_target_precision"] = {"target": target} | (
+            {"threshold": None} if reached is None else asdict(reached)
+        )
     if args.plot:
         from worker.model.evaluate import write_pr_plot
 
@@ -258,7 +268,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         for name, value in report.items():
-            print(f"{name:>14}: {value}")
+            shown = json.dumps(value) if isinstance(value, dict) else value
+            print(f"{name:>14}: {shown}")
     return 0
 
 
@@ -350,6 +361,11 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--text-field", default="text")
     evaluate.add_argument("--id-field", default="id")
     evaluate.add_argument("--threshold", type=float)
+    evaluate.add_argument(
+        "--target-precision",
+        type=float,
+        help="also report the lowest threshold reaching this precision on the data",
+    )
     evaluate.add_argument(
         "--plot", type=Path, help="precision-recall curve PNG, operating point marked"
     )

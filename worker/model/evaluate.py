@@ -26,6 +26,7 @@ __all__ = [
     "read_rows",
     "read_scores",
     "read_texts",
+    "threshold_for_precision",
     "write_pr_plot",
 ]
 
@@ -174,6 +175,24 @@ def precision_recall_curve(
     precision = (true_positives / flagged).tolist()
     recall = (true_positives / max(1, int(y.sum()))).tolist()
     return precision, recall, s[cut].tolist()
+
+
+def threshold_for_precision(
+    labels: Sequence[int], scores: Sequence[float], target: float
+) -> Metrics | None:
+    """The lowest threshold whose precision reaches ``target``: the most recall it allows.
+
+    The shipped calibration puts 0.5 at the F1-best cut of label-balanced pairs;
+    on real traffic, where a harm may be 1 event in 30, that cut flags too much.
+    An operator measures their own labelled sample and sets the threshold this
+    returns as the policy's override. None when no threshold reaches the target.
+    """
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    reaching = [i for i, value in enumerate(precision) if value >= target and recall[i] > 0]
+    if not reaching:
+        return None
+    best = max(reaching, key=lambda i: (recall[i], thresholds[i]))
+    return binary_metrics(labels, scores, thresholds[best])
 
 
 def write_pr_plot(

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from worker.errors import CopeError
-from worker.model.evaluate import binary_metrics, precision_recall_curve, read_rows
+from worker.model.evaluate import (
+    binary_metrics,
+    precision_recall_curve,
+    read_rows,
+    threshold_for_precision,
+)
 
 
 def test_metrics_at_the_threshold() -> None:
@@ -74,3 +79,19 @@ def test_the_pr_curve_has_one_point_per_distinct_score() -> None:
     assert thresholds == [0.9, 0.5, 0.1]
     assert precision == [1.0, 2 / 3, 0.5]
     assert recall == [0.5, 1.0, 1.0]
+
+
+def test_the_threshold_for_a_precision_target_keeps_the_most_recall() -> None:
+    labels, scores = [1, 1, 0, 1, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.3, 0.1]
+    loose = threshold_for_precision(labels, scores, 0.75)
+    assert loose is not None
+    assert (loose.threshold, loose.precision, loose.recall) == (0.6, 0.75, 1.0)
+    strict = threshold_for_precision(labels, scores, 1.0)
+    assert strict is not None
+    assert strict.threshold == 0.8
+    assert strict.recall == pytest.approx(2 / 3)
+
+
+def test_an_unreachable_precision_target_gives_none() -> None:
+    assert threshold_for_precision([0, 1], [0.9, 0.1], 0.9) is None
+    assert threshold_for_precision([0, 0], [0.9, 0.1], 0.5) is None  # no positives at all
