@@ -41,6 +41,7 @@ class Scored:
     text: str
     label: int
     flipped: bool = False
+    flipped_by: str = ""  # the edit's key, for flipped pairs
 
 
 def _validation(texts: Sequence[LabelledText]) -> list[LabelledText]:
@@ -180,6 +181,26 @@ def _held_out_area(
     return pairs
 
 
+def _flipping_edit(variant: PolicyVariant, item: LabelledText) -> str:
+    """The key of the edit that gave ``item`` its new label under ``variant``."""
+    new_label = 1 - item.labels[variant.area]
+    for edit in variant.edits:
+        if any(edit.relabel.get(trait, -1) == new_label for trait in item.traits):
+            return edit.key
+    return "unattributed"  # label_for only flips through an edit; kept visible if that changes
+
+
+def _by_edit(flipped: Sequence[tuple[Scored, float]], threshold: float) -> dict[str, Any]:
+    """Flip accuracy per edit: which kinds of policy change the model reads."""
+    keys = sorted({pair.flipped_by for pair, _ in flipped})
+    report = {}
+    for key in keys:
+        group = [(p, s) for p, s in flipped if p.flipped_by == key]
+        accuracy = _accuracy([p for p, _ in group], [s for _, s in group], threshold)
+        report[key] = {"n": len(group), "accuracy": accuracy}
+    return report
+
+
 def _flips(
     items: list[LabelledText], variants: Sequence[PolicyVariant], limit: int, rng: random.Random
 ) -> list[Scored]:
@@ -194,8 +215,9 @@ def _flips(
             label = variant.label_for(item)
             if label is None:
                 continue
+            flipped_by = "" if label == item.labels["hate"] else _flipping_edit(variant, item)
             pair = Scored(
-                variant.variant_id, variant.text, item.text, label, label != item.labels["hate"]
+                variant.variant_id, variant.text, item.text, label, bool(flipped_by), flipped_by
             )
             (flipped if pair.flipped else kept).append(pair)
         pairs += rng.sample(flipped, min(len(flipped), limit))
@@ -244,6 +266,7 @@ def validation_report(
         "variants": len({pair.policy_id for pair in flips}),
         "flipped": len(flipped),
         "flip_accuracy": _accuracy([p for p, _ in flipped], [s for _, s in flipped], threshold),
+        "flip_accuracy_by_edit": _by_edit(flipped, threshold),
         "kept": len(kept),
         "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
     }

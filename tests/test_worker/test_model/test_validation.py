@@ -85,12 +85,18 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     assert edits["flipped"] > 0
     assert edits["kept"] > 0
     assert edits["flip_accuracy"] == edits["kept_accuracy"] == 1.0
+    by_edit = edits["flip_accuracy_by_edit"]
+    assert "unattributed" not in by_edit
+    assert sum(group["n"] for group in by_edit.values()) == edits["flipped"]
+    assert all(group["accuracy"] == 1.0 for group in by_edit.values())
 
 
 def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) -> None:
     texts = _texts()
     report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
     assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
+    by_edit = report["hatecheck_edits"]["flip_accuracy_by_edit"]
+    assert by_edit and all(group["accuracy"] == 0.0 for group in by_edit.values())
     assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
 
 
