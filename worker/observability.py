@@ -141,7 +141,7 @@ class Health:
         self.stall_after_s = stall_after_s
         self._beat = time.monotonic()
         self.model_loaded = False
-        self.caught_up = True  # the registry reader will own this once it exists
+        self.caught_up = True  # false while the registry reader catches up at start
         self._joined = False
         self._partitions: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
