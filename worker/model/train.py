@@ -151,7 +151,7 @@ def _source_weights(
         names = sorted({source for a, source, _ in groups if a == area})
         weights = []
         for name in names:
-            size = sum(len(v) for (a, n, _), v in groups.items() if (a, n) == (area, name))
+            size = sum(len(groups.get((area, name, kind), [])) for kind in ("0", "1", "flip"))
             both = (area, name, "0") in groups and (area, name, "1") in groups
             weights.append(math.sqrt(size) * (1.0 if both else SINGLE_LABEL_WEIGHT))
         by_area[area] = (names, weights)
@@ -162,12 +162,8 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     """``count`` pair indices, drawn so that neither data set nor policy gives the label away.
 
     Each draw takes an area (unrelated ones at ``unrelated_weight``), then
-    either a pair an edit flipped (``flip_share`` of the area's draws: the new
-    label evenly, then a data set that has such flips) or a data set and one
-    of its labels evenly. Flips are balanced by direction because exclusions
-    (new label 0) are rarer than inclusions yet are how an operator narrows
-    a policy: drawn by size, they were a fifth of the flips, and the model
-    ignored them.
+    either a pair an edit flipped (``flip_share`` of the area's draws, from a
+    data set that has flips) or a data set and one of its labels evenly.
     Labels are balanced within each data set because the sets differ in
     style (HateCheck's short templates are mostly hateful, Davidson's tweets
     mostly not): balancing only across an area taught the model that a short,
@@ -178,7 +174,7 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
     for index, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
-        kind = f"flip{pair.label}" if flip else str(pair.label)
+        kind = "flip" if flip else str(pair.label)
         groups.setdefault((area_of(pair.policy_id), pair.source, kind), []).append(index)
     for members in groups.values():
         rng.shuffle(members)
@@ -186,16 +182,12 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     weights = [config.unrelated_weight if area in UNRELATED_AREAS else 1.0 for area in areas]
     cursor = dict.fromkeys(groups, 0)
     order = []
-    flip_groups = {key: v for key, v in groups.items() if key[2].startswith("flip")}
-    flipping = _source_weights(flip_groups)
-    labelled = _source_weights({key: v for key, v in groups.items() if key not in flip_groups})
+    flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
+    labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
     for _ in range(count):
         area = rng.choices(areas, weights)[0]
         if area in flipping and (area not in labelled or rng.random() < config.flip_share):
-            kind = rng.choice(sorted({k for a, _, k in flip_groups if a == area}))
-            names, source_weights = flipping[area]
-            having = [i for i, name in enumerate(names) if (area, name, kind) in groups]
-            source = rng.choices([names[i] for i in having], [source_weights[i] for i in having])[0]
+            source, kind = rng.choices(*flipping[area])[0], "flip"
         else:
             source = rng.choices(*labelled[area])[0]
             kind = rng.choice([k for k in ("0", "1") if (area, source, k) in groups])

@@ -93,9 +93,6 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
         in_hate = [i for i in drawn_again if area_of(data.pairs[i].policy_id) == "hate"]
         share = sum(data.flipped[i] for i in in_hate) / len(in_hate)
         assert abs(share - share_asked) < 0.03  # of the area's draws, not diluted by data sets
-    flips_in_hate = [data.pairs[i].label for i in in_hate if data.flipped[i]]
-    assert {0, 1} <= set(flips_in_hate)  # exclusions and inclusions both flip labels
-    assert 0.45 < sum(flips_in_hate) / len(flips_in_hate) < 0.55  # drawn evenly by direction
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,8 @@ def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) ->
     report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
     assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
     by_edit = report["hatecheck_edits"]["flip_accuracy_by_edit"]
-    assert by_edit and all(group["accuracy"] == 0.0 for group in by_edit.values())
+    assert by_edit
+    assert all(group["accuracy"] == 0.0 for group in by_edit.values())
     assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
 
 
