@@ -29,11 +29,11 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from benchmarks.bench_runtime import _cpu_model  # noqa: E402
 from policy_registry import library_policy  # noqa: E402
 from policy_registry.store import RegistryReader, RegistryStore, ensure_registry_topic  # noqa: E402
+from tests.kafka_support import isolated_settings  # noqa: E402
 from worker.consumers.admin import ensure_topics  # noqa: E402
 from worker.consumers.live import LiveWorker  # noqa: E402
 from worker.model.runtime import load_classifier  # noqa: E402
 from worker.policies import RegistryPolicies  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 
 def main() -> None:
@@ -45,20 +45,12 @@ def main() -> None:
     args = parser.parse_args()
     bootstrap = os.environ.get("COPE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     prefix = f"swap{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        provider="cpu",
-        kafka_bootstrap=bootstrap,
+    settings = isolated_settings(
+        bootstrap,
+        prefix,
+        args.model_dir,
         default_policy_ids=["hate"],
-        metrics_port=0,
-        content_topic=f"{prefix}.events",
-        labels_topic=f"{prefix}.labels",
-        dlq_topic=f"{prefix}.dlq",
-        shadow_labels_topic=f"{prefix}.shadow",
-        group_id=f"{prefix}-g",
-        transactional_id=f"{prefix}-tx",
-        registry_topic=f"{prefix}.policies",
         batch_time_budget_s=1.0,
-        **({"model_dir": args.model_dir} if args.model_dir else {}),
     )
     ensure_topics(settings, partitions=3)
     ensure_registry_topic(bootstrap, settings.registry_topic)

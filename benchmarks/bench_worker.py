@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
 from benchmarks.bench_runtime import _cpu_model, realistic_contents  # noqa: E402
+from tests.kafka_support import isolated_settings  # noqa: E402
 from worker.consumers.admin import ensure_topics  # noqa: E402
 from worker.consumers.live import LiveWorker  # noqa: E402
 from worker.consumers.replay import replay_to_jsonl, resolve_range  # noqa: E402
 from worker.model.runtime import load_classifier  # noqa: E402
 from worker.policies import library_snapshot  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 POLICIES = ["hate", "violence"]
 
@@ -76,18 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     bootstrap = os.environ.get("COPE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    base = Settings(
-        provider="cpu",
-        kafka_bootstrap=bootstrap,
-        default_policy_ids=POLICIES,
-        metrics_port=0,
-        content_topic=f"{prefix}.events",
-        labels_topic=f"{prefix}.labels",
-        dlq_topic=f"{prefix}.dlq",
-        group_id=f"{prefix}-group",
-        transactional_id=f"{prefix}-tx",
-        **({"model_dir": args.model_dir} if args.model_dir else {}),
-    )
+    base = isolated_settings(bootstrap, prefix, args.model_dir, default_policy_ids=POLICIES)
     classifier = load_classifier(base)
     snapshot = library_snapshot(POLICIES, base.decision_threshold)
     contents = realistic_contents(classifier.tokenizer, args.events, seed=5)

@@ -81,8 +81,13 @@ def read_committed(
     return records
 
 
-def isolated_settings(bootstrap: str, prefix: str, model_dir: Path, **extra: Any) -> Settings:
-    """Worker settings whose topics, group and transactional id belong to one test."""
+def isolated_settings(
+    bootstrap: str, prefix: str, model_dir: Path | None, **extra: Any
+) -> Settings:
+    """Worker settings whose topics, group and transactional id belong to one run.
+
+    The tests and the benchmarks share it; ``model_dir=None`` keeps the shipped model.
+    """
     fields: dict[str, Any] = {
         "kafka_bootstrap": bootstrap,
         "content_topic": f"{prefix}.events",
@@ -92,10 +97,11 @@ def isolated_settings(bootstrap: str, prefix: str, model_dir: Path, **extra: Any
         "registry_topic": f"{prefix}.policies",
         "group_id": f"{prefix}-group",
         "transactional_id": f"{prefix}-tx",
-        "model_dir": model_dir,
         "provider": "cpu",
         "metrics_port": 0,
     }
+    if model_dir is not None:
+        fields["model_dir"] = model_dir
     return Settings(**{**fields, **extra})
 
 
