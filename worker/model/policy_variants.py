@@ -41,7 +41,12 @@ class PolicyVariant:
     held_out: bool
 
     def label_for(self, item: LabelledText) -> int | None:
-        """The label this policy gives ``item``; ``None`` where it is not known.
+        """The label this policy gives ``item``; ``None`` where it is not known."""
+        decided = self.labelling(item)
+        return None if decided is None else decided[0]
+
+    def labelling(self, item: LabelledText) -> tuple[int, str] | None:
+        """The label and the key of the edit that set it (``""``: the area's own).
 
         An include can only turn a negative positive and an exclude only a
         positive negative, so an edit never touches texts it does not speak of.
@@ -49,7 +54,7 @@ class PolicyVariant:
         base = item.labels.get(self.area)
         if base is None:
             return None
-        label = base
+        label, decided_by = base, ""
         for edit in self.edits:
             if (edit.section == "includes") != (base == 0):
                 continue
@@ -58,8 +63,8 @@ class PolicyVariant:
                     changed = edit.relabel[trait]
                     if changed is None:
                         return None
-                    label = changed
-        return label
+                    label, decided_by = changed, edit.key
+        return label, decided_by
 
 
 def _bullet(clause: Clause, rng: random.Random) -> str:

@@ -181,15 +181,6 @@ def _held_out_area(
     return pairs
 
 
-def _flipping_edit(variant: PolicyVariant, item: LabelledText) -> str:
-    """The key of the edit that gave ``item`` its new label under ``variant``."""
-    new_label = 1 - item.labels[variant.area]
-    for edit in variant.edits:
-        if any(edit.relabel.get(trait, -1) == new_label for trait in item.traits):
-            return edit.key
-    return "unattributed"  # label_for only flips through an edit; kept visible if that changes
-
-
 def _by_edit(flipped: Sequence[tuple[Scored, float]], threshold: float) -> dict[str, Any]:
     """Flip accuracy per edit: which kinds of policy change the model reads."""
     keys = sorted({pair.flipped_by for pair, _ in flipped})
@@ -212,13 +203,13 @@ def _flips(
         flipped: list[Scored] = []
         kept: list[Scored] = []
         for item in hatecheck:
-            label = variant.label_for(item)
-            if label is None:
+            decided = variant.labelling(item)
+            if decided is None:
                 continue
-            flipped_by = "" if label == item.labels["hate"] else _flipping_edit(variant, item)
-            pair = Scored(
-                variant.variant_id, variant.text, item.text, label, bool(flipped_by), flipped_by
-            )
+            label, edit_key = decided
+            changed = label != item.labels["hate"]
+            flipped_by = edit_key if changed else ""
+            pair = Scored(variant.variant_id, variant.text, item.text, label, changed, flipped_by)
             (flipped if pair.flipped else kept).append(pair)
         pairs += rng.sample(flipped, min(len(flipped), limit))
         pairs += rng.sample(kept, min(len(kept), limit))

@@ -86,7 +86,7 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     assert edits["kept"] > 0
     assert edits["flip_accuracy"] == edits["kept_accuracy"] == 1.0
     by_edit = edits["flip_accuracy_by_edit"]
-    assert "unattributed" not in by_edit
+    assert "" not in by_edit  # every flip is attributed to the edit that made it
     assert sum(group["n"] for group in by_edit.values()) == edits["flipped"]
     assert all(group["accuracy"] == 1.0 for group in by_edit.values())
 
