@@ -240,7 +240,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     scores = classifier.predict([(policy, row.text) for row in rows]).tolist()
     pairs_per_s = len(rows) / (time.perf_counter() - began)
-    metrics = binary_metrics([row.label for row in rows], scores, threshold)
+    labels = [row.label for row in rows]
+    metrics = binary_metrics(labels, scores, threshold)
     if args.predictions_out:
         with open(args.predictions_out, "w", encoding="utf-8") as handle:
             for row, score in zip(rows, scores, strict=True):
@@ -255,7 +256,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "pairs_per_s": round(pairs_per_s, 2),
     }
     if target is not None:
-        reached = threshold_for_precision([row.label for row in rows], scores, target)
+        reached = threshold_for_precision(labels, scores, target)
         report["for_target_precision"] = {"target": target} | (
             {"threshold": None} if reached is None else asdict(reached)
         )
@@ -263,7 +264,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from worker.model.evaluate import write_pr_plot
 
         title = f"{args.policy} on {args.data.name} ({classifier.manifest.version})"
-        write_pr_plot(args.plot, [row.label for row in rows], scores, threshold, title)
+        write_pr_plot(args.plot, labels, scores, threshold, title)
     if args.json:
         print(json.dumps(report))
     else:

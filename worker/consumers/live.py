@@ -96,21 +96,20 @@ class LiveWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing is in flight here: every batch is committed before consume() runs again.
-        self._release(partitions, lost=False)
-        log.info("partitions_revoked", partitions=[(p.topic, p.partition) for p in partitions])
+        log.info("partitions_revoked", partitions=self._release(partitions, lost=False))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The session timed out: another member may own these partitions already.
-        self._release(partitions, lost=True)
-        log.warning("partitions_lost", partitions=[(p.topic, p.partition) for p in partitions])
+        log.warning("partitions_lost", partitions=self._release(partitions, lost=True))
 
-    def _release(self, partitions: list[TopicPartition], *, lost: bool) -> None:
+    def _release(self, partitions: list[TopicPartition], *, lost: bool) -> list[tuple[str, int]]:
         """Forget partitions, and their lag, so metrics summed across workers stay true."""
         released = [(p.topic, p.partition) for p in partitions]
         self.health.partitions_revoked(released, lost=lost)
         for topic, partition in released:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(partition))
+        return released
 
     def run(self) -> None:
         """Consume, label and commit until stopped."""
