@@ -11,6 +11,11 @@ Pairs come from the library policies and from generated variants
 (``policy_variants``); batches are drawn evenly across harm areas and labels,
 with a share of the pairs whose label an include or exclude edit flipped,
 because those are the pairs that can only be learnt by reading the policy.
+With ``twin_weight`` above zero every flipped pair is drawn beside its
+twin (the same content under a policy of the same area that keeps the other
+label) in one batch, and a ranking term asks the flipped policy's score to
+sit on the right side of the twin's: the two differ only in the policy, so
+the prior on the content cancels and only reading the edit lowers the loss.
 Teacher soft labels, where given, replace or blend with the gold labels.
 """
 
@@ -76,6 +81,7 @@ class TrainConfig:
     variants_per_area: int = 40
     variant_pairs_per_text: int = 2
     flip_share: float = 0.15
+    twin_weight: float = 0.0
     unrelated_weight: float = 0.25
     init_from: str = ""
     soft_labels: str = ""
@@ -87,6 +93,8 @@ class TrainConfig:
             raise ModelError(f"flip share must be between 0 and 1, got {self.flip_share}")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ModelError("steps, batch size and checkpoint interval must be at least 1")
+        if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
+            raise ModelError("twin weight must be at least 0, with an even batch size")
 
 
 def _log(**fields: Any) -> None:
@@ -158,6 +166,36 @@ def _source_weights(
     return by_area
 
 
+def _twins(data: TrainingData) -> dict[tuple[str, str, int], list[int]]:
+    """Unflipped pairs by content, area and label: where a flipped pair finds its twin."""
+    index: dict[tuple[str, str, int], list[int]] = {}
+    for position, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
+        if not flip:
+            key = (pair.content_id, area_of(pair.policy_id), pair.label)
+            index.setdefault(key, []).append(position)
+    return index
+
+
+def twin_positions(chosen: Sequence[Pair], flipped: Sequence[bool]) -> list[tuple[int, int]]:
+    """A batch's (flipped, twin) positions: aligned neighbours of one content and area.
+
+    Recognised from the pairs themselves, so a unit cut at the end of the
+    schedule, or two plain draws side by side, is never taken for twins.
+    """
+    found = []
+    for first in range(0, len(chosen) - 1, 2):
+        a, b = chosen[first], chosen[first + 1]
+        if (
+            flipped[first]
+            and not flipped[first + 1]
+            and a.content_id == b.content_id
+            and area_of(a.policy_id) == area_of(b.policy_id)
+            and a.label != b.label
+        ):
+            found.append((first, first + 1))
+    return found
+
+
 def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
     """``count`` pair indices, drawn so that neither data set nor policy gives the label away.
 
@@ -170,6 +208,9 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     clean sentence is hate. A set holding one label in an area is drawn
     at ``SINGLE_LABEL_WEIGHT`` for the same reason. Each group is walked in a
     shuffled order before any pair repeats.
+
+    With twins on (``twin_weight`` > 0) the order is made of two-pair units:
+    a flipped pair and its twin, or two other draws.
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
@@ -181,10 +222,12 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     areas = sorted({area for area, _, _ in groups})
     weights = [config.unrelated_weight if area in UNRELATED_AREAS else 1.0 for area in areas]
     cursor = dict.fromkeys(groups, 0)
-    order = []
+    order: list[int] = []
     flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
     labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
-    for _ in range(count):
+    twins = _twins(data) if config.twin_weight > 0 else None
+    waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
+    while len(order) + len(waiting) < count:
         area = rng.choices(areas, weights)[0]
         if area in flipping and (area not in labelled or rng.random() < config.flip_share):
             source, kind = rng.choices(*flipping[area])[0], "flip"
@@ -192,24 +235,42 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
             source = rng.choices(*labelled[area])[0]
             kind = rng.choice([k for k in ("0", "1") if (area, source, k) in groups])
         members = groups[(area, source, kind)]
-        order.append(members[cursor[(area, source, kind)] % len(members)])
+        drawn = members[cursor[(area, source, kind)] % len(members)]
         cursor[(area, source, kind)] += 1
-    return order
+        if twins is None:
+            order.append(drawn)
+            continue
+        pair = data.pairs[drawn]
+        partners = twins.get((pair.content_id, area, 1 - pair.label)) if kind == "flip" else None
+        if partners:
+            order += [drawn, rng.choice(partners)]
+        else:
+            waiting.append(drawn)
+            if len(waiting) == 2:
+                order += waiting
+                waiting = []
+    return (order + waiting)[:count]
 
 
-def length_bucketed(order: list[int], lengths: list[int], batch_size: int, seed: int) -> list[int]:
+def length_bucketed(
+    order: list[int], lengths: list[int], batch_size: int, seed: int, unit: int = 1
+) -> list[int]:
     """``order`` regrouped so each batch holds pairs of similar length.
 
     A batch is padded to its longest row, and on a CPU padding costs as much
     as text: sorting each block of ``BUCKET_BATCHES`` batches by length and
     then shuffling the batches cuts the tokens computed by about a quarter
-    while every pair keeps its place within a few batches.
+    while every pair keeps its place within a few batches. Runs of ``unit``
+    pairs (twins) move as one, so a unit that divides the batch size is never
+    split between batches.
     """
     rng = random.Random(seed)
-    block = batch_size * BUCKET_BATCHES
+    units = [order[i : i + unit] for i in range(0, len(order), unit)]
+    block = batch_size * BUCKET_BATCHES // unit
     regrouped: list[int] = []
-    for start in range(0, len(order), block):
-        chunk = sorted(order[start : start + block], key=lambda index: lengths[index])
+    for start in range(0, len(units), block):
+        by_length = sorted(units[start : start + block], key=lambda u: max(lengths[i] for i in u))
+        chunk = [index for members in by_length for index in members]
         batches = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
         rng.shuffle(batches)
         regrouped.extend(index for batch in batches for index in batch)
@@ -286,6 +347,27 @@ def pair_logits(model: Any, rows: Sequence[TokenRow], pad_id: int) -> tuple[list
     return pairs, logits
 
 
+def twin_loss(
+    chosen: Sequence[Pair], indices: Sequence[int], logits: Any, twins: Sequence[tuple[int, int]]
+) -> Any:
+    """Ranking loss of the twins scored in this pass, as a share of the batch's twins.
+
+    ``softplus(-(positive - negative))``: zero gradient from the content's
+    prior, since both logits see the same content.
+    """
+    import torch
+
+    position = {pair: i for i, pair in enumerate(indices)}
+    margins = []
+    for first, second in twins:
+        if first in position and second in position:
+            gap = logits[position[first]] - logits[position[second]]
+            margins.append(gap if chosen[first].label > chosen[second].label else -gap)
+    if not margins:
+        return logits.sum() * 0.0
+    return torch.nn.functional.softplus(-torch.stack(margins)).sum() / len(twins)
+
+
 def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     """Run (or resume) training; return the folder of the last checkpoint.
 
@@ -308,6 +390,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         lengths,
         config.batch_size,
         config.seed,
+        unit=2 if config.twin_weight > 0 else 1,
     )
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}
@@ -346,8 +429,9 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     step = int(state["step"])
     last_step = min(config.steps, stop_at or config.steps)
     while step < last_step:
-        offset = step * config.batch_size
-        chosen = [pairs[i] for i in order[offset : offset + config.batch_size]]
+        batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+        chosen = [pairs[i] for i in batch]
+        twins = twin_positions(chosen, [data.flipped[i] for i in batch])
         rows = tokenizer.rows([(policy_texts[p.policy_id], p.text) for p in chosen])
         optimizer.zero_grad()
         batch_loss = 0.0
@@ -358,6 +442,8 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
                 [_target(chosen[i], soft, config) for i in indices], device=config.device
             )
             loss = loss_fn(logits.float(), targets) * (len(indices) / len(chosen))
+            if config.twin_weight > 0:
+                loss = loss + config.twin_weight * twin_loss(chosen, indices, logits.float(), twins)
             loss.backward()
             batch_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -418,6 +504,12 @@ def add_train_arguments(parser: Any) -> None:
         "--flip-share", type=float, default=0.15, help="share of an area's draws that are flips"
     )
     parser.add_argument(
+        "--twin-weight",
+        type=float,
+        default=0.0,
+        help="draw each flip beside its twin and rank them at this weight (0: off)",
+    )
+    parser.add_argument(
         "--base", default="", help="base encoder folder (default: the packaged MiniLM)"
     )
     parser.add_argument(
@@ -440,6 +532,7 @@ def run_from_arguments(args: Any) -> None:
         base=args.base,
         checkpoint_every=args.checkpoint_every,
         flip_share=args.flip_share,
+        twin_weight=args.twin_weight,
         soft_labels=args.soft_labels,
         soft_label_weight=args.soft_label_weight,
         device=args.device,

@@ -33,17 +33,22 @@ def _weights(folder: Path) -> dict[str, object]:
     return dict(load_file(str(folder / "model.safetensors")))
 
 
+@pytest.mark.parametrize("twin_weight", [0.0, 1.0])
 def test_a_resumed_run_equals_an_uninterrupted_one(
     tmp_path: Path,
     data_dir: Path,
     tiny_checkpoint: Path,
     capsys: pytest.CaptureFixture[str],
+    twin_weight: float,
 ) -> None:
     import torch
 
-    straight = train(_config(tmp_path / "straight", data_dir, tiny_checkpoint, steps=4))
-    train(_config(tmp_path / "resumed", data_dir, tiny_checkpoint, steps=4), stop_at=2)
-    resumed = train(_config(tmp_path / "resumed", data_dir, tiny_checkpoint, steps=4))
+    def config(out: Path) -> TrainConfig:
+        return replace(_config(out, data_dir, tiny_checkpoint, steps=4), twin_weight=twin_weight)
+
+    straight = train(config(tmp_path / "straight"))
+    train(config(tmp_path / "resumed"), stop_at=2)
+    resumed = train(config(tmp_path / "resumed"))
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[name], b[name]) for name in a)  # type: ignore[arg-type]
@@ -97,7 +102,14 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
 
 @pytest.mark.parametrize(
     "impossible",
-    [{"flip_share": 1.5}, {"flip_share": -0.1}, {"steps": 0}, {"batch_size": 0}],
+    [
+        {"flip_share": 1.5},
+        {"flip_share": -0.1},
+        {"steps": 0},
+        {"batch_size": 0},
+        {"twin_weight": -1.0},
+        {"twin_weight": 1.0, "batch_size": 5},
+    ],
 )
 def test_an_impossible_training_setting_is_refused_before_any_work(
     tmp_path: Path, impossible: dict[str, Any]
@@ -108,6 +120,74 @@ def test_an_impossible_training_setting_is_refused_before_any_work(
     with pytest.raises(ModelError, match="must be"):
         replace(valid, **impossible)
     assert not any(tmp_path.iterdir())
+
+
+def test_each_flip_is_drawn_beside_its_twin_and_bucketing_keeps_them_in_one_batch(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.model.train import (
+        area_of,
+        length_bucketed,
+        training_data,
+        training_order,
+        twin_positions,
+    )
+
+    config = replace(
+        _config(Path("unused"), data_dir, tiny_checkpoint, steps=1), twin_weight=1.0, flip_share=0.5
+    )
+    data = training_data(config)
+    order = training_order(data, config, 4001)
+    assert len(order) == 4001
+    assert order == training_order(data, config, 4001)  # seeded
+    flips = [position for position, i in enumerate(order) if data.flipped[i]]
+    assert flips
+    for position in flips[:-1]:  # the last unit may be cut by the count
+        assert position % 2 == 0
+        flip, twin = data.pairs[order[position]], data.pairs[order[position + 1]]
+        assert not data.flipped[order[position + 1]]
+        assert (twin.content_id, area_of(twin.policy_id)) == (
+            flip.content_id,
+            area_of(flip.policy_id),
+        )
+        assert twin.label == 1 - flip.label
+    lengths = [len(data.policy_texts[p.policy_id]) + len(p.text) for p in data.pairs]
+    bucketed = length_bucketed(order[:4000], lengths, 8, seed=2, unit=2)
+    assert sorted(bucketed) == sorted(order[:4000])
+    found = 0
+    for start in range(0, len(bucketed), 8):
+        batch = bucketed[start : start + 8]
+        twins = twin_positions([data.pairs[i] for i in batch], [data.flipped[i] for i in batch])
+        found += len(twins)
+        assert all(data.flipped[batch[first]] for first, _ in twins)
+    assert found == sum(data.flipped[i] for i in order[:4000])  # no twin split by a batch edge
+
+
+def test_the_twin_ranking_loss_pushes_only_the_twins_apart() -> None:
+    import torch
+
+    from worker.model.dataset import Pair
+    from worker.model.train import twin_loss, twin_positions
+
+    chosen = [
+        Pair("hate/001", "c1", "text", 1, "hatecheck"),
+        Pair("hate/002", "c1", "text", 0, "hatecheck"),
+        Pair("hate/003", "c2", "other", 0, "hatecheck"),  # a plain draw, no twin beside it
+        Pair("hate/004", "c3", "third", 1, "hatecheck"),
+    ]
+    twins = twin_positions(chosen, [True, False, True, False])
+    assert twins == [(0, 1)]
+    wrong = torch.tensor([-2.0, 2.0, 0.0, 0.0], requires_grad=True)
+    loss = twin_loss(chosen, [0, 1, 2, 3], wrong, twins)
+    loss.backward()
+    assert wrong.grad is not None
+    assert wrong.grad[0] < 0 < wrong.grad[1]  # descent raises the flip, lowers the twin
+    assert wrong.grad[2] == 0
+    assert wrong.grad[3] == 0
+    right = torch.tensor([2.0, -2.0, 0.0, 0.0])
+    assert twin_loss(chosen, [0, 1, 2, 3], right, twins) < 0.05 < loss
+    half = twin_loss(chosen, [0, 2, 3], right[[0, 2, 3]], twins)
+    assert half.item() == 0.0  # a twin split between passes adds nothing
 
 
 def test_each_data_set_is_drawn_with_both_labels_evenly(
