@@ -195,7 +195,13 @@ def _by_edit(flipped: Sequence[tuple[Scored, float]], threshold: float) -> dict[
 def _flips(
     items: list[LabelledText], variants: Sequence[PolicyVariant], limit: int, rng: random.Random
 ) -> list[Scored]:
-    """HateCheck under held-out hate variants with edits: flipped and kept cases."""
+    """HateCheck under held-out hate variants with edits: every flipped case, and
+    up to ``limit`` kept cases per variant.
+
+    Flips are few (a couple of hundred in the validation split) and each edit
+    holds tens of them, so sampling them would leave differences between
+    models inside the noise; kept cases are thousands and are sampled.
+    """
     hatecheck = [item for item in items if item.source == "hatecheck"]
     edited = [v for v in variants if v.area == "hate" and v.held_out and v.edits]
     pairs: list[Scored] = []
@@ -211,7 +217,7 @@ def _flips(
             flipped_by = edit_key if changed else ""
             pair = Scored(variant.variant_id, variant.text, item.text, label, changed, flipped_by)
             (flipped if pair.flipped else kept).append(pair)
-        pairs += rng.sample(flipped, min(len(flipped), limit))
+        pairs += flipped
         pairs += rng.sample(kept, min(len(kept), limit))
     return pairs
 
@@ -249,7 +255,7 @@ def validation_report(
         **_metrics(held, held_scores, threshold),
     }
 
-    flips = _flips(items, variants, max(1, limit // 5), rng)
+    flips = _flips(items, variants, limit, rng)
     flip_scores = list(score([(pair.policy, pair.text) for pair in flips]))
     flipped = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if p.flipped]
     kept = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if not p.flipped]

@@ -91,6 +91,22 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     assert all(group["accuracy"] == 1.0 for group in by_edit.values())
 
 
+def test_every_flipped_validation_case_is_measured_and_kept_cases_are_bounded(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    edited = [v for v in variants if v.area == "hate" and v.held_out and v.edits]
+    hatecheck = [t for t in texts if t.source == "hatecheck" and split_of(t.content_id) != "train"]
+    flips = sum(
+        v.label_for(item) not in (None, item.labels["hate"]) for v in edited for item in hatecheck
+    )
+    report = validation_report(texts, variants, _oracle(texts, variants, blind=False), limit=3)
+    edits = report["hatecheck_edits"]
+    assert flips > 3
+    assert edits["flipped"] == flips  # all of them, whatever the limit
+    assert edits["kept"] <= 3 * len(edited)
+
+
 def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) -> None:
     texts = _texts()
     report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
