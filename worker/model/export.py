@@ -71,19 +71,25 @@ def base_checkpoint_dir() -> Path:
     return folder
 
 
-def load_torch_classifier(checkpoint: Path, seed: int = 0) -> Any:
+def load_torch_classifier(
+    checkpoint: Path, seed: int = 0, attention_dropout: float | None = None
+) -> Any:
     """A BERT pair classifier with one logit, from a checkpoint folder.
 
     A plain encoder checkpoint (the base weights) gets a new head drawn from
     ``seed``, so exporting the base model is reproducible.
+    ``attention_dropout`` replaces the checkpoint's for training.
     """
     import torch
     from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
+    overrides: dict[str, Any] = {}
+    if attention_dropout is not None:
+        overrides["attention_probs_dropout_prob"] = attention_dropout
     try:
         model: Any = BertForSequenceClassification.from_pretrained(
-            str(checkpoint), num_labels=1, local_files_only=True
+            str(checkpoint), num_labels=1, local_files_only=True, **overrides
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load checkpoint {checkpoint}: {exc}") from exc

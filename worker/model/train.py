@@ -82,6 +82,7 @@ class TrainConfig:
     variant_pairs_per_text: int = 2
     flip_share: float = 0.15
     twin_weight: float = 0.0
+    attention_dropout: float = 0.0
     unrelated_weight: float = 0.25
     init_from: str = ""
     soft_labels: str = ""
@@ -93,6 +94,8 @@ class TrainConfig:
             raise ModelError(f"flip share must be between 0 and 1, got {self.flip_share}")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ModelError("steps, batch size and checkpoint interval must be at least 1")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ModelError(f"attention dropout must be in [0, 1), got {self.attention_dropout}")
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
             raise ModelError("twin weight must be at least 0, with an even batch size")
 
@@ -395,11 +398,15 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}
     if (resume / STATE_FILE).is_file():
-        model = load_torch_classifier(resume)
+        model = load_torch_classifier(resume, attention_dropout=config.attention_dropout)
         state = torch.load(resume / STATE_FILE, weights_only=False)
     else:
         torch.manual_seed(config.seed)
-        model = load_torch_classifier(Path(config.init_from or base), seed=config.seed)
+        model = load_torch_classifier(
+            Path(config.init_from or base),
+            seed=config.seed,
+            attention_dropout=config.attention_dropout,
+        )
     model.to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
 
@@ -510,6 +517,12 @@ def add_train_arguments(parser: Any) -> None:
         help="draw each flip beside its twin and rank them at this weight (0: off)",
     )
     parser.add_argument(
+        "--attention-dropout",
+        type=float,
+        default=0.0,
+        help="dropout on attention weights; above 0 it forces the unfused attention (2x slower)",
+    )
+    parser.add_argument(
         "--base", default="", help="base encoder folder (default: the packaged MiniLM)"
     )
     parser.add_argument(
@@ -533,6 +546,7 @@ def run_from_arguments(args: Any) -> None:
         checkpoint_every=args.checkpoint_every,
         flip_share=args.flip_share,
         twin_weight=args.twin_weight,
+        attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,
         soft_label_weight=args.soft_label_weight,
         device=args.device,

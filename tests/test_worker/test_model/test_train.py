@@ -56,6 +56,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(
     starts = [event for event in events if event["event"] == "start"]
     assert [event["step"] for event in starts] == [0, 0, 2]
     assert (resumed / "tokenizer.json").is_file()
+    saved = json.loads((resumed / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.0  # the fused attention path
 
 
 def test_a_trained_checkpoint_exports(
@@ -108,6 +110,7 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
         {"steps": 0},
         {"batch_size": 0},
         {"twin_weight": -1.0},
+        {"attention_dropout": 1.0},
         {"twin_weight": 1.0, "batch_size": 5},
     ],
 )
