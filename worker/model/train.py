@@ -371,6 +371,36 @@ def twin_loss(
     return torch.nn.functional.softplus(-torch.stack(margins)).sum() / len(twins)
 
 
+def batch_backward(
+    model: Any,
+    tokenizer: PairTokenizer,
+    data: TrainingData,
+    batch: Sequence[int],
+    soft: dict[str, float],
+    config: TrainConfig,
+) -> float:
+    """Accumulate one batch's gradients, in passes of bounded windows; return its loss."""
+    import torch
+
+    chosen = [data.pairs[i] for i in batch]
+    twins = twin_positions(chosen, [data.flipped[i] for i in batch])
+    rows = tokenizer.rows([(data.policy_texts[p.policy_id], p.text) for p in chosen])
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    total = 0.0
+    for part in row_passes(rows, MAX_ROWS_PER_PASS):
+        with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
+            indices, logits = pair_logits(model, part, tokenizer.pad_id)
+        targets = torch.tensor(
+            [_target(chosen[i], soft, config) for i in indices], device=config.device
+        )
+        loss = loss_fn(logits.float(), targets) * (len(indices) / len(chosen))
+        if config.twin_weight > 0:
+            loss = loss + config.twin_weight * twin_loss(chosen, indices, logits.float(), twins)
+        loss.backward()
+        total += loss.item()
+    return total
+
+
 def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     """Run (or resume) training; return the folder of the last checkpoint.
 
@@ -431,33 +461,18 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
         soft_labels=sum(pair_key(p) in soft for p in pairs),
     )
     model.train()
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     began, losses = time.time(), []
     step = int(state["step"])
     last_step = min(config.steps, stop_at or config.steps)
     while step < last_step:
         batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-        chosen = [pairs[i] for i in batch]
-        twins = twin_positions(chosen, [data.flipped[i] for i in batch])
-        rows = tokenizer.rows([(policy_texts[p.policy_id], p.text) for p in chosen])
         optimizer.zero_grad()
-        batch_loss = 0.0
-        for part in row_passes(rows, MAX_ROWS_PER_PASS):
-            with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
-                indices, logits = pair_logits(model, part, tokenizer.pad_id)
-            targets = torch.tensor(
-                [_target(chosen[i], soft, config) for i in indices], device=config.device
-            )
-            loss = loss_fn(logits.float(), targets) * (len(indices) / len(chosen))
-            if config.twin_weight > 0:
-                loss = loss + config.twin_weight * twin_loss(chosen, indices, logits.float(), twins)
-            loss.backward()
-            batch_loss += loss.item()
+        loss = batch_backward(model, tokenizer, data, batch, soft, config)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(batch_loss)
+        losses.append(loss)
         if step % 10 == 0 or step == last_step:
             _log(
                 event="progress",
