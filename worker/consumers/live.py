@@ -36,6 +36,8 @@ __all__ = ["LiveWorker"]
 
 log = structlog.get_logger("cope.worker")
 
+TRANSACTION_ATTEMPTS = 5
+
 
 class BatchSizer:
     """Events per batch such that a batch's work fits the time budget.
@@ -180,22 +182,23 @@ class LiveWorker:
             max_text_chars=self.settings.max_text_chars,
         )
         inference_s = time.monotonic() - began
+        timeout_s = self.settings.transaction_timeout_ms / 1000
         try:
             producer.begin_transaction()
             self._produce(producer, outcome)
-            producer.send_offsets_to_transaction(
-                _next_offsets(records),
-                consumer.consumer_group_metadata(),
-                self.settings.transaction_timeout_ms / 1000,
+            _retrying(
+                lambda: producer.send_offsets_to_transaction(
+                    _next_offsets(records), consumer.consumer_group_metadata(), timeout_s
+                )
             )
-            producer.commit_transaction(self.settings.transaction_timeout_ms / 1000)
+            _retrying(lambda: producer.commit_transaction(timeout_s))
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if not error.txn_requires_abort():
                 raise
             self.metrics.transaction_aborts.inc()
             log.warning("transaction_aborted", error=str(error), events=len(records))
-            producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+            _retrying(lambda: producer.abort_transaction(timeout_s))
             _rewind(consumer, records)
             return
         self._account(records, outcome, inference_s, snapshot)
@@ -277,6 +280,26 @@ def _next_offsets(records: Sequence[RawRecord]) -> list[TopicPartition]:
         TopicPartition(topic, partition, offset + 1)
         for (topic, partition), offset in sorted(highest.items())
     ]
+
+
+def _retrying(call: Callable[[], None], attempts: int = TRANSACTION_ATTEMPTS) -> None:
+    """A transaction call, again while librdkafka says the error is retriable.
+
+    A coordinator busy with an earlier operation (``CONCURRENT_TRANSACTIONS``,
+    seen after a refused label record) or a timeout leaves the transaction
+    intact, and the same call may be made again; abortable and fatal errors
+    go to the caller at once.
+    """
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.retriable() or error.txn_requires_abort() or attempt == attempts - 1:
+                raise
+            log.info("transaction_call_retried", error=str(error), attempt=attempt + 1)
+            time.sleep(min(2.0, 0.1 * 2**attempt))
 
 
 def _rewind(consumer: Consumer, records: Sequence[RawRecord]) -> None:

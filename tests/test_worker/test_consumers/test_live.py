@@ -10,8 +10,18 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from prometheus_client.samples import Sample
 
 from tests.kafka_support import (
@@ -21,7 +31,7 @@ from tests.kafka_support import (
     read_committed,
     unique_prefix,
 )
-from worker.consumers.live import LiveWorker
+from worker.consumers.live import TRANSACTION_ATTEMPTS, LiveWorker, _retrying
 from worker.model.runtime import load_classifier
 from worker.policies import library_snapshot
 from worker.settings import Settings
@@ -141,6 +151,77 @@ def test_every_event_gets_exactly_one_label_and_bad_input_goes_to_the_dlq(
     assert registry.get_sample_value("cope_dead_letters_total", {"reason": "bad_json"}) == 1
     assert registry.get_sample_value("cope_events_total", {"outcome": "labelled"}) == len(good)
     assert registry.get_sample_value("cope_pairs_total") == len(good) * len(POLICIES)
+
+
+def _limit_record_size(bootstrap: str, topic: str, max_bytes: int) -> None:
+    """Set a topic's ``max.message.bytes`` on the broker, as an operator would."""
+    entry = ConfigEntry(
+        "max.message.bytes", str(max_bytes), incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def test_an_aborted_transaction_is_retried_and_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, worker_model_dir: Path
+) -> None:
+    prefix = unique_prefix()
+    _topics(kafka_bootstrap, prefix)
+    labels_topic = f"{prefix}.labels"
+    # No label record fits; the transaction markers (about 80 bytes) still do, or
+    # the coordinator could never finish an abort and every later call would wait.
+    _limit_record_size(kafka_bootstrap, labels_topic, 160)
+    events = [(f"a{i}".encode(), _event(f"a{i}")) for i in range(12)]
+    produce(kafka_bootstrap, f"{prefix}.events", events)
+    # a refused record fails the transaction only when it times out: keep that short
+    settings = _settings(kafka_bootstrap, prefix, worker_model_dir, transaction_timeout_ms=8000)
+    with RunningWorker(settings) as worker:
+        registry = worker.metrics.registry
+        deadline = time.monotonic() + 60
+        while not registry.get_sample_value("cope_transaction_aborts_total"):
+            assert time.monotonic() < deadline, "no transaction was aborted"
+            time.sleep(0.2)
+        assert read_committed(kafka_bootstrap, labels_topic, expected=1, timeout_s=1) == []
+        _limit_record_size(kafka_bootstrap, labels_topic, 1_000_000)
+        labels = read_committed(kafka_bootstrap, labels_topic, expected=len(events))
+        assert registry.get_sample_value("cope_events_total", {"outcome": "labelled"}) == len(
+            events
+        )  # counted once, on the commit that stuck
+    assert Counter(key for key, _ in labels) == Counter(key for key, _ in events)
+
+
+def _failing(after: int, **kind: bool) -> tuple[list[int], Callable[[], None]]:
+    """A transaction call that raises a KafkaError of ``kind`` for its first ``after`` calls."""
+    calls: list[int] = []
+
+    def call() -> None:
+        calls.append(1)
+        if len(calls) <= after:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "slow coordinator", **kind))
+
+    return calls, call
+
+
+def test_only_retriable_transaction_errors_are_retried_and_not_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("worker.consumers.live.time.sleep", pauses.append)
+    calls, call = _failing(2, retriable=True)
+    _retrying(call)
+    assert len(calls) == 3
+    assert pauses == sorted(pauses)  # backs off
+    for kind in ({}, {"retriable": True, "txn_requires_abort": True}, {"fatal": True}):
+        calls, call = _failing(1, **kind)
+        with pytest.raises(KafkaException):
+            _retrying(call)
+        assert len(calls) == 1, kind  # the caller aborts, or the worker stops
+    calls, call = _failing(100, retriable=True)
+    with pytest.raises(KafkaException):
+        _retrying(call)
+    assert len(calls) == TRANSACTION_ATTEMPTS
 
 
 def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
