@@ -222,6 +222,34 @@ def _flips(
     return pairs
 
 
+def _plain_references(flipped: Sequence[Scored]) -> list[Scored]:
+    """Each flipped case under the library hate policy, which has no edits.
+
+    Accuracy on flips mixes reading the edit with the model's prior on the
+    content: a model that scores every HateCheck template high gets the
+    flips to hateful right without reading anything. Whether the edited
+    policy moves the score the right way from the plain one does not depend
+    on that prior.
+    """
+    plain = library_policy("hate")
+    return [Scored("hate", plain, pair.text, 1 - pair.label) for pair in flipped]
+
+
+def _direction(
+    flipped: Sequence[tuple[Scored, float]], reference_scores: Sequence[float]
+) -> dict[str, Any]:
+    """Share of flips whose edited policy moves the score toward the flipped label."""
+    right: dict[str, list[bool]] = {}
+    for (pair, score), plain in zip(flipped, reference_scores, strict=True):
+        moved = score - plain if pair.label == 1 else plain - score
+        right.setdefault(pair.flipped_by, []).append(moved > 0)
+    every = [ok for oks in right.values() for ok in oks]
+    return {
+        "accuracy": round(sum(every) / len(every), 4) if every else None,
+        "by_edit": {key: round(sum(oks) / len(oks), 4) for key, oks in sorted(right.items())},
+    }
+
+
 def validation_report(
     texts: Sequence[LabelledText],
     variants: Sequence[PolicyVariant],
@@ -267,4 +295,7 @@ def validation_report(
         "kept": len(kept),
         "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
     }
+    references = _plain_references([p for p, _ in flipped])
+    reference_scores = list(score([(pair.policy, pair.text) for pair in references]))
+    report["hatecheck_edits"]["flip_direction"] = _direction(flipped, reference_scores)
     return report

@@ -89,6 +89,8 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     assert "" not in by_edit  # every flip is attributed to the edit that made it
     assert sum(group["n"] for group in by_edit.values()) == edits["flipped"]
     assert all(group["accuracy"] == 1.0 for group in by_edit.values())
+    assert edits["flip_direction"]["accuracy"] == 1.0  # the edit moves the score every time
+    assert set(edits["flip_direction"]["by_edit"]) == set(by_edit)
 
 
 def test_every_flipped_validation_case_is_measured_and_kept_cases_are_bounded(
@@ -111,6 +113,7 @@ def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) ->
     texts = _texts()
     report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
     assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
+    assert report["hatecheck_edits"]["flip_direction"]["accuracy"] == 0.0  # edits move nothing
     by_edit = report["hatecheck_edits"]["flip_accuracy_by_edit"]
     assert by_edit
     assert all(group["accuracy"] == 0.0 for group in by_edit.values())
