@@ -31,9 +31,8 @@ from worker.model.train import (  # noqa: E402
     TrainConfig,
     _tokenizer,
     batch_backward,
-    length_bucketed,
+    batch_schedule,
     training_data,
-    training_order,
 )
 
 VARIANTS = {"attention_dropout_0.1": 0.1, "attention_dropout_0.0": 0.0}
@@ -52,11 +51,7 @@ def main() -> None:
     config = TrainConfig(out="unused", policies=tuple(_LIBRARY.split(",")))
     tokenizer = _tokenizer(config)
     data = training_data(config, tokenizer)
-    lengths = [len(data.policy_texts[p.policy_id]) + len(p.text) for p in data.pairs]
-    count = (args.steps + 1) * config.batch_size
-    order = length_bucketed(
-        training_order(data, config, count), lengths, config.batch_size, config.seed
-    )
+    order = batch_schedule(data, config, (args.steps + 1) * config.batch_size)
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     trainers = {}
     for name, dropout in VARIANTS.items():

@@ -280,6 +280,19 @@ def length_bucketed(
     return regrouped
 
 
+def batch_schedule(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
+    """The run's pair order: drawn by ``training_order``, then length-bucketed
+    with twins kept together; batch ``k`` is the ``k``-th ``batch_size`` slice."""
+    lengths = [len(data.policy_texts[p.policy_id]) + len(p.text) for p in data.pairs]
+    return length_bucketed(
+        training_order(data, config, count),
+        lengths,
+        config.batch_size,
+        config.seed,
+        unit=2 if config.twin_weight > 0 else 1,
+    )
+
+
 def write_pairs(data: TrainingData, path: Path) -> int:
     """The training pairs as a pairs file a teacher can label; returns the count."""
     with path.open("w", encoding="utf-8") as handle:
@@ -417,14 +430,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     data = training_data(config, tokenizer)
     pairs, policy_texts = data.pairs, data.policy_texts
     soft = read_scores(Path(config.soft_labels)) if config.soft_labels else {}
-    lengths = [len(policy_texts[p.policy_id]) + len(p.text) for p in pairs]
-    order = length_bucketed(
-        training_order(data, config, config.steps * config.batch_size),
-        lengths,
-        config.batch_size,
-        config.seed,
-        unit=2 if config.twin_weight > 0 else 1,
-    )
+    order = batch_schedule(data, config, config.steps * config.batch_size)
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}
     if (resume / STATE_FILE).is_file():
