@@ -76,7 +76,7 @@ def _render(spec: HarmArea, edits: Sequence[Edit], rng: random.Random) -> str:
     short = rng.random() < 0.25
     code, name = rng.choice(spec.labels)
     replaced = {edit.replaces for edit in edits}
-    includes = [_bullet(clause, rng) for clause in spec.includes]
+    includes = [_bullet(clause, rng) for clause in spec.includes if clause.names[0] not in replaced]
     excludes = [
         _bullet(clause, rng)
         for clause in spec.excludes
@@ -140,7 +140,10 @@ def generate_variants(
         while index < per_area and attempts < per_area * 20:
             attempts += 1
             rng = random.Random(f"{seed}:{area}:{attempts}")
-            edits = tuple(edit for edit in spec.edits if rng.random() < edit_probability)[:2]
+            # shuffled before the cut, so an edit late in the list is carried as often
+            carried = [edit for edit in spec.edits if rng.random() < edit_probability]
+            rng.shuffle(carried)
+            edits = tuple(carried[:2])
             text = _render(spec, edits, rng)
             if text in seen_texts or (fits is not None and not fits(text)):
                 continue

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 LAST = "last"
 BUCKET_BATCHES = 8
 SINGLE_LABEL_WEIGHT = 0.2
+FLIP_BALANCES = ("source", "edit")
 MAX_ROWS_PER_PASS = 32
 STATE_FILE = "train_state.pt"
 
@@ -81,6 +83,7 @@ class TrainConfig:
     variants_per_area: int = 40
     variant_pairs_per_text: int = 2
     flip_share: float = 0.15
+    flip_balance: str = "source"
     twin_weight: float = 0.0
     attention_dropout: float = 0.0
     unrelated_weight: float = 0.25
@@ -92,6 +95,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.flip_share <= 1.0:
             raise ModelError(f"flip share must be between 0 and 1, got {self.flip_share}")
+        if self.flip_balance not in FLIP_BALANCES:
+            raise ModelError(
+                f"flip balance must be one of {', '.join(FLIP_BALANCES)}, got {self.flip_balance!r}"
+            )
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ModelError("steps, batch size and checkpoint interval must be at least 1")
         if not 0.0 <= self.attention_dropout < 1.0:
@@ -116,11 +123,19 @@ def pair_key(pair: Pair) -> str:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Training pairs, the policy text of every id, and which pairs an edit flipped."""
+    """Training pairs, the policy text of every id, and the edit that flipped each pair.
+
+    ``flipped_by`` is ``""`` for a pair whose label is its content's own.
+    """
 
     pairs: list[Pair]
     policy_texts: dict[str, str]
-    flipped: list[bool]
+    flipped_by: list[str]
+
+    @cached_property
+    def flipped(self) -> list[bool]:
+        """Whether an edit flipped each pair's label."""
+        return [bool(key) for key in self.flipped_by]
 
 
 def _tokenizer(config: TrainConfig) -> PairTokenizer:
@@ -148,9 +163,15 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
     )
     policy_texts = {policy_id: library_policy(policy_id) for policy_id in config.policies}
     policy_texts |= {v.variant_id: v.text for v in variants if not v.held_out}
-    base = {(item.content_id, area): label for item in texts for area, label in item.labels.items()}
-    flipped = [pair.label != base[(pair.content_id, area_of(pair.policy_id))] for pair in pairs]
-    return TrainingData(pairs, policy_texts, flipped)
+    items = {item.content_id: item for item in texts}
+    by_id = {variant.variant_id: variant for variant in variants}
+    flipped_by = []
+    for pair in pairs:
+        variant, item = by_id.get(pair.policy_id), items[pair.content_id]
+        decided = variant.labelling(item) if variant else None
+        base = item.labels[area_of(pair.policy_id)]
+        flipped_by.append(decided[1] if decided and pair.label != base else "")
+    return TrainingData(pairs, policy_texts, flipped_by)
 
 
 def _source_weights(
@@ -203,8 +224,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     """``count`` pair indices, drawn so that neither data set nor policy gives the label away.
 
     Each draw takes an area (unrelated ones at ``unrelated_weight``), then
-    either a pair an edit flipped (``flip_share`` of the area's draws, from a
-    data set that has flips) or a data set and one of its labels evenly.
+    either a pair an edit flipped (``flip_share`` of the area's draws) or a
+    data set and one of its labels evenly. Flips come from a data set that
+    has them (``flip_balance="source"``) or from one of the area's edits
+    evenly (``"edit"``), so that exclusions, which few texts speak of, weigh
+    as much as inclusions that flip thousands of tweets.
     Labels are balanced within each data set because the sets differ in
     style (HateCheck's short templates are mostly hateful, Davidson's tweets
     mostly not): balancing only across an area taught the model that a short,
@@ -217,9 +241,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
-    for index, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
-        kind = "flip" if flip else str(pair.label)
-        groups.setdefault((area_of(pair.policy_id), pair.source, kind), []).append(index)
+    by_edit = config.flip_balance == "edit"
+    for index, (pair, edit) in enumerate(zip(data.pairs, data.flipped_by, strict=True)):
+        kind = "flip" if edit else str(pair.label)
+        group = edit if edit and by_edit else pair.source
+        groups.setdefault((area_of(pair.policy_id), group, kind), []).append(index)
     for members in groups.values():
         rng.shuffle(members)
     areas = sorted({area for area, _, _ in groups})
@@ -227,6 +253,8 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     cursor = dict.fromkeys(groups, 0)
     order: list[int] = []
     flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
+    if by_edit:
+        flipping = {area: (names, [1.0] * len(names)) for area, (names, _) in flipping.items()}
     labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
     twins = _twins(data) if config.twin_weight > 0 else None
     waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
@@ -532,6 +560,12 @@ def add_train_arguments(parser: Any) -> None:
         "--flip-share", type=float, default=0.15, help="share of an area's draws that are flips"
     )
     parser.add_argument(
+        "--flip-balance",
+        choices=FLIP_BALANCES,
+        default="source",
+        help="draw flips evenly by data set (weighted by size) or by edit",
+    )
+    parser.add_argument(
         "--twin-weight",
         type=float,
         default=0.0,
@@ -566,6 +600,7 @@ def run_from_arguments(args: Any) -> None:
         base=args.base,
         checkpoint_every=args.checkpoint_every,
         flip_share=args.flip_share,
+        flip_balance=args.flip_balance,
         twin_weight=args.twin_weight,
         attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,

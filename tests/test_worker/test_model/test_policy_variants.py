@@ -81,6 +81,38 @@ def test_an_exclude_edit_only_lowers_positives() -> None:
     assert no_threats.label_for(_hatecheck("counter_quote_nh", 0)) == 0
 
 
+def test_exclusions_drawn_from_hatecheck_and_openai_subcategories_lower_only_their_cases() -> None:
+    no_dehumanization = _variant("hate-dehumanization")
+    assert no_dehumanization.label_for(_hatecheck("derog_dehum_h", 1)) == 0
+    assert no_dehumanization.label_for(_hatecheck("derog_neg_emote_h", 1)) == 1
+    assert _variant("hate-feelings").label_for(_hatecheck("derog_neg_emote_h", 1)) == 0
+    minors = next(e for e in HARM_AREAS["sexual"].edits if e.key == "sexual-minors")
+    sexual = PolicyVariant("sexual/x", "sexual", "text", (minors,), held_out=True)
+    involving_minors = LabelledText(
+        "openai", "o1", "t", {"sexual": 1}, frozenset({"source:openai", "openai:S", "openai:S3"})
+    )
+    adult = LabelledText("openai", "o2", "t", {"sexual": 1}, frozenset({"source:openai"}))
+    unsure = LabelledText("pyrit", "p1", "t", {"sexual": 1}, frozenset({"source:pyrit"}))
+    assert sexual.label_for(involving_minors) == 0
+    assert sexual.label_for(adult) == 1
+    assert sexual.label_for(unsure) is None
+
+
+def test_an_edit_that_replaces_an_include_drops_it_from_the_text() -> None:
+    for variant in generate_variants(per_area=60, seed=2):
+        if any(edit.key == "hate-threats" for edit in variant.edits):
+            assert "Calls for harm" not in variant.text
+            assert "**Threats**" not in variant.text
+
+
+def test_every_edit_of_an_area_is_carried_about_equally_often() -> None:
+    carried = Counter(
+        edit.key for variant in generate_variants(per_area=300, seed=3) for edit in variant.edits
+    )
+    hate = [carried[edit.key] for edit in HARM_AREAS["hate"].edits]
+    assert min(hate) > 0.6 * max(hate)
+
+
 def test_a_text_without_a_label_for_the_area_gets_none() -> None:
     assert _variant().label_for(LabelledText("x", "x", "t", {"sexual": 1})) is None
 

@@ -102,9 +102,34 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
         assert abs(share - share_asked) < 0.03  # of the area's draws, not diluted by data sets
 
 
+def test_flips_drawn_by_edit_weigh_every_edit_of_an_area_alike(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from collections import Counter
+
+    from worker.model.harm_areas import HARM_AREAS
+    from worker.model.train import area_of, training_data, training_order
+
+    config = replace(
+        _config(Path("unused"), data_dir, tiny_checkpoint, steps=1),
+        flip_share=0.5,
+        flip_balance="edit",
+    )
+    data = training_data(config)
+    for pair, edit in zip(data.pairs, data.flipped_by, strict=True):
+        if edit:
+            assert edit in {e.key for e in HARM_AREAS[area_of(pair.policy_id)].edits}
+    hate_edits = {edit for edit in data.flipped_by if edit.startswith("hate")}
+    assert {edit[len("hate")] for edit in hate_edits} == {"+", "-"}  # inclusions and exclusions
+    drawn = Counter(data.flipped_by[i] for i in training_order(data, config, 20000))
+    shares = [drawn[edit] for edit in hate_edits]
+    assert min(shares) > 0.8 * max(shares)
+
+
 @pytest.mark.parametrize(
     "impossible",
     [
+        {"flip_balance": "sideways"},
         {"flip_share": 1.5},
         {"flip_share": -0.1},
         {"steps": 0},
