@@ -66,6 +66,36 @@ class PolicyVariant:
                     label, decided_by = changed, edit.key
         return label, decided_by
 
+    def unedited(self) -> PolicyVariant:
+        """This policy in the same wording without its edits, replaced clauses restored.
+
+        The fair reference for what an edit does: against another policy
+        (the library's) the wording differs too, and a model that scores a
+        generated wording higher than the library's then seems to read an
+        exclusion backwards.
+        """
+        if not self.edits:
+            return self
+        spec = HARM_AREAS[self.area]
+        head, _, body = self.text.partition("#### Includes\n")
+        includes_part, _, excludes_part = body.partition("\n#### Excludes\n")
+        sections = {
+            "includes": [line for line in includes_part.splitlines() if line.strip()],
+            "excludes": [line for line in excludes_part.splitlines() if line.strip()],
+        }
+        for edit in self.edits:
+            bullets = {f"- **{n}**: {w}" for n in edit.clause.names for w in edit.clause.wordings}
+            sections[edit.section] = [b for b in sections[edit.section] if b not in bullets]
+        for replaced in dict.fromkeys(edit.replaces for edit in self.edits if edit.replaces):
+            for section, clauses in (("includes", spec.includes), ("excludes", spec.excludes)):
+                for clause in clauses:
+                    if clause.names[0] == replaced:
+                        sections[section].append(f"- **{replaced}**: {clause.wordings[0]}")
+        text = head + "#### Includes\n" + "\n".join(sections["includes"]) + "\n"
+        if sections["excludes"]:
+            text += "\n#### Excludes\n" + "\n".join(sections["excludes"]) + "\n"
+        return PolicyVariant(f"{self.variant_id}-unedited", self.area, text, (), self.held_out)
+
 
 def _bullet(clause: Clause, rng: random.Random) -> str:
     return f"- **{rng.choice(clause.names)}**: {rng.choice(clause.wordings)}"

@@ -235,6 +235,22 @@ def _plain_references(flipped: Sequence[Scored]) -> list[Scored]:
     return [Scored("hate", plain, pair.text, 1 - pair.label) for pair in flipped]
 
 
+def _unedited_references(
+    flipped: Sequence[Scored], variants: Sequence[PolicyVariant]
+) -> list[Scored]:
+    """Each flipped case under its own policy without the edit: same wording, base label.
+
+    The library policy differs from a generated one in wording as well as
+    in the edit, so a move measured from it can be the wording's.
+    """
+    by_id = {variant.variant_id: variant for variant in variants}
+    references = []
+    for pair in flipped:
+        twin = by_id[pair.policy_id].unedited()
+        references.append(Scored(twin.variant_id, twin.text, pair.text, 1 - pair.label))
+    return references
+
+
 def _direction(
     flipped: Sequence[tuple[Scored, float]], reference_scores: Sequence[float]
 ) -> dict[str, Any]:
@@ -298,4 +314,7 @@ def validation_report(
     references = _plain_references([p for p, _ in flipped])
     reference_scores = list(score([(pair.policy, pair.text) for pair in references]))
     report["hatecheck_edits"]["flip_direction"] = _direction(flipped, reference_scores)
+    twins = _unedited_references([p for p, _ in flipped], variants)
+    twin_scores = list(score([(pair.policy, pair.text) for pair in twins]))
+    report["hatecheck_edits"]["flip_direction_vs_unedited"] = _direction(flipped, twin_scores)
     return report

@@ -105,6 +105,33 @@ def test_an_edit_that_replaces_an_include_drops_it_from_the_text() -> None:
             assert "**Threats**" not in variant.text
 
 
+def test_the_unedited_twin_keeps_the_wording_and_drops_only_the_edits() -> None:
+    edited = [v for v in generate_variants(per_area=40, seed=4) if v.edits]
+    assert {edit.section for v in edited for edit in v.edits} == {"includes", "excludes"}
+    for variant in edited:
+        twin = variant.unedited()
+        assert not twin.edits
+        assert twin.area == variant.area
+        assert twin.text.split("#### Includes")[0] == variant.text.split("#### Includes")[0]
+        parse_policy(twin.text)
+        edit_bullets = {
+            f"- **{name}**: {wording}"
+            for edit in variant.edits
+            for name in edit.clause.names
+            for wording in edit.clause.wordings
+        }
+        bullets = [line for line in variant.text.splitlines() if line.startswith("- **")]
+        twin_lines = set(twin.text.splitlines())
+        assert any(line in edit_bullets for line in bullets)
+        assert not twin_lines & edit_bullets
+        assert {line for line in bullets if line not in edit_bullets} <= twin_lines
+        for edit in variant.edits:
+            if edit.replaces:
+                assert f"- **{edit.replaces}**: " in twin.text
+    plain = next(v for v in generate_variants(per_area=5, seed=4) if not v.edits)
+    assert plain.unedited() is plain
+
+
 def test_every_edit_of_an_area_is_carried_about_equally_often() -> None:
     carried = Counter(
         edit.key for variant in generate_variants(per_area=300, seed=3) for edit in variant.edits

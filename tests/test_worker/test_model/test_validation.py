@@ -55,7 +55,7 @@ def _oracle(
     texts: list[LabelledText], variants: list[PolicyVariant], blind: bool
 ) -> Callable[[Sequence[tuple[str, str]]], list[float]]:
     by_text = {item.text: item for item in texts}
-    by_policy = {variant.text: variant for variant in variants}
+    by_policy = {v.text: v for variant in variants for v in (variant, variant.unedited())}
     library = {library_policy(c): c for c in OPENAI_CATEGORIES.values()}
 
     def score(pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -91,6 +91,7 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     assert all(group["accuracy"] == 1.0 for group in by_edit.values())
     assert edits["flip_direction"]["accuracy"] == 1.0  # the edit moves the score every time
     assert set(edits["flip_direction"]["by_edit"]) == set(by_edit)
+    assert edits["flip_direction_vs_unedited"]["accuracy"] == 1.0
 
 
 def test_every_flipped_validation_case_is_measured_and_kept_cases_are_bounded(
@@ -114,6 +115,7 @@ def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) ->
     report = validation_report(texts, variants, _oracle(texts, variants, blind=True), limit=40)
     assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
     assert report["hatecheck_edits"]["flip_direction"]["accuracy"] == 0.0  # edits move nothing
+    assert report["hatecheck_edits"]["flip_direction_vs_unedited"]["accuracy"] == 0.0
     by_edit = report["hatecheck_edits"]["flip_accuracy_by_edit"]
     assert by_edit
     assert all(group["accuracy"] == 0.0 for group in by_edit.values())
