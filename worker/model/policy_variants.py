@@ -67,33 +67,26 @@ class PolicyVariant:
         return label, decided_by
 
     def unedited(self) -> PolicyVariant:
-        """This policy in the same wording without its edits, replaced clauses restored.
+        """This policy in the same wording with its edits' clauses taken out.
 
         The fair reference for what an edit does: against another policy
-        (the library's) the wording differs too, and a model that scores a
-        generated wording higher than the library's then seems to read an
-        exclusion backwards.
+        (the library's) the wording differs too, so a move can be the
+        wording's. A clause the edit replaced is not put back, so the twin is
+        never longer than the policy and fits the model wherever it does;
+        the area's overview still gives the twin the base label.
         """
         if not self.edits:
             return self
-        spec = HARM_AREAS[self.area]
-        head, _, body = self.text.partition("#### Includes\n")
-        includes_part, _, excludes_part = body.partition("\n#### Excludes\n")
-        sections = {
-            "includes": [line for line in includes_part.splitlines() if line.strip()],
-            "excludes": [line for line in excludes_part.splitlines() if line.strip()],
+        bullets = {
+            f"- **{name}**: {wording}"
+            for edit in self.edits
+            for name in edit.clause.names
+            for wording in edit.clause.wordings
         }
-        for edit in self.edits:
-            bullets = {f"- **{n}**: {w}" for n in edit.clause.names for w in edit.clause.wordings}
-            sections[edit.section] = [b for b in sections[edit.section] if b not in bullets]
-        for replaced in dict.fromkeys(edit.replaces for edit in self.edits if edit.replaces):
-            for section, clauses in (("includes", spec.includes), ("excludes", spec.excludes)):
-                for clause in clauses:
-                    if clause.names[0] == replaced:
-                        sections[section].append(f"- **{replaced}**: {clause.wordings[0]}")
-        text = head + "#### Includes\n" + "\n".join(sections["includes"]) + "\n"
-        if sections["excludes"]:
-            text += "\n#### Excludes\n" + "\n".join(sections["excludes"]) + "\n"
+        lines = [line for line in self.text.splitlines() if line not in bullets]
+        if lines[-1] == "#### Excludes":  # the edits were its only items
+            lines = lines[:-2]
+        text = "\n".join(lines) + "\n"
         return PolicyVariant(f"{self.variant_id}-unedited", self.area, text, (), self.held_out)
 
 
