@@ -13,7 +13,8 @@ with a share of the pairs whose label an include or exclude edit flipped,
 because those are the pairs that can only be learnt by reading the policy.
 With ``twin_weight`` above zero every flipped pair is drawn beside its
 twin (the same content under a policy of the same area that keeps the other
-label) in one batch, and a ranking term asks the flipped policy's score to
+label; with ``twin_policy="unedited"`` the very same policy without the
+edit) in one batch, and a ranking term asks the flipped policy's score to
 sit on the right side of the twin's: the two differ only in the policy, so
 the prior on the content cancels and only reading the edit lowers the loss.
 Teacher soft labels, where given, replace or blend with the gold labels.
@@ -41,6 +42,7 @@ from worker.errors import ModelError
 from worker.model.dataset import (
     DEFAULT_DATA_DIR,
     UNRELATED_AREAS,
+    LabelledText,
     Pair,
     build_pairs,
     contradicted_share,
@@ -48,7 +50,7 @@ from worker.model.dataset import (
 )
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
-from worker.model.policy_variants import generate_variants, variant_pairs
+from worker.model.policy_variants import PolicyVariant, generate_variants, variant_pairs
 from worker.model.runtime import pad_batch
 from worker.model.tokenize import PairTokenizer, TokenRow
 
@@ -58,6 +60,7 @@ LAST = "last"
 BUCKET_BATCHES = 8
 SINGLE_LABEL_WEIGHT = 0.2
 FLIP_BALANCES = ("source", "edit")
+TWIN_POLICIES = ("area", "unedited")
 MAX_ROWS_PER_PASS = 32
 STATE_FILE = "train_state.pt"
 
@@ -85,6 +88,7 @@ class TrainConfig:
     flip_share: float = 0.15
     flip_balance: str = "source"
     twin_weight: float = 0.0
+    twin_policy: str = "area"
     attention_dropout: float = 0.0
     unrelated_weight: float = 0.25
     init_from: str = ""
@@ -98,6 +102,10 @@ class TrainConfig:
         if self.flip_balance not in FLIP_BALANCES:
             raise ModelError(
                 f"flip balance must be one of {', '.join(FLIP_BALANCES)}, got {self.flip_balance!r}"
+            )
+        if self.twin_policy not in TWIN_POLICIES:
+            raise ModelError(
+                f"twin policy must be one of {', '.join(TWIN_POLICIES)}, got {self.twin_policy!r}"
             )
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ModelError("steps, batch size and checkpoint interval must be at least 1")
@@ -171,7 +179,37 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
         decided = variant.labelling(item) if variant else None
         base = item.labels[area_of(pair.policy_id)]
         flipped_by.append(decided[1] if decided and pair.label != base else "")
+    if config.twin_policy == "unedited":
+        policy_texts |= _add_unedited_twins(pairs, flipped_by, by_id, items)
     return TrainingData(pairs, policy_texts, flipped_by)
+
+
+def _add_unedited_twins(
+    pairs: list[Pair],
+    flipped_by: list[str],
+    variants: dict[str, PolicyVariant],
+    items: dict[str, LabelledText],
+) -> dict[str, str]:
+    """Append each flipped pair's content under its own policy without the edit.
+
+    The two policies differ in the edit's clause alone, the sharpest
+    contradictory example there is. Returns the twins' policy texts by id.
+    """
+    texts: dict[str, str] = {}
+    added: set[tuple[str, str]] = set()
+    for position in range(len(pairs)):
+        pair = pairs[position]
+        if not flipped_by[position]:
+            continue
+        twin = variants[pair.policy_id].unedited()
+        label = twin.label_for(items[pair.content_id])
+        if label is None or (twin.variant_id, pair.content_id) in added:
+            continue
+        added.add((twin.variant_id, pair.content_id))
+        texts[twin.variant_id] = twin.text
+        pairs.append(Pair(twin.variant_id, pair.content_id, pair.text, label, pair.source))
+        flipped_by.append("")
+    return texts
 
 
 def _source_weights(
@@ -237,7 +275,9 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     shuffled order before any pair repeats.
 
     With twins on (``twin_weight`` > 0) the order is made of two-pair units:
-    a flipped pair and its twin, or two other draws.
+    a flipped pair and its twin, or two other draws. The twin is any pair of
+    the same content and area with the other label (``twin_policy="area"``)
+    or the flip's own policy without the edit (``"unedited"``).
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
@@ -257,6 +297,7 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
         flipping = {area: (names, [1.0] * len(names)) for area, (names, _) in flipping.items()}
     labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
     twins = _twins(data) if config.twin_weight > 0 else None
+    position_of = {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
     waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
     while len(order) + len(waiting) < count:
         area = rng.choices(areas, weights)[0]
@@ -273,6 +314,9 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
             continue
         pair = data.pairs[drawn]
         partners = twins.get((pair.content_id, area, 1 - pair.label)) if kind == "flip" else None
+        unedited = position_of.get((f"{pair.policy_id}-unedited", pair.content_id))
+        if partners and unedited is not None and config.twin_policy == "unedited":
+            partners = [unedited]
         if partners:
             order += [drawn, rng.choice(partners)]
         else:
@@ -572,6 +616,13 @@ def add_train_arguments(parser: Any) -> None:
         help="draw each flip beside its twin and rank them at this weight (0: off)",
     )
     parser.add_argument(
+        "--twin-policy",
+        choices=TWIN_POLICIES,
+        default="area",
+        help="a flip's twin: any policy of its area with the other label, or its own "
+        "policy without the edit",
+    )
+    parser.add_argument(
         "--attention-dropout",
         type=float,
         default=0.0,
@@ -601,6 +652,7 @@ def run_from_arguments(args: Any) -> None:
         checkpoint_every=args.checkpoint_every,
         flip_share=args.flip_share,
         flip_balance=args.flip_balance,
+        twin_policy=args.twin_policy,
         twin_weight=args.twin_weight,
         attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,

@@ -130,6 +130,7 @@ def test_flips_drawn_by_edit_weigh_every_edit_of_an_area_alike(
     "impossible",
     [
         {"flip_balance": "sideways"},
+        {"twin_policy": "cousin"},
         {"flip_share": 1.5},
         {"flip_share": -0.1},
         {"steps": 0},
@@ -148,6 +149,45 @@ def test_an_impossible_training_setting_is_refused_before_any_work(
     with pytest.raises(ModelError, match="must be"):
         replace(valid, **impossible)
     assert not any(tmp_path.iterdir())
+
+
+def test_an_unedited_twin_is_the_flips_own_policy_without_the_edit(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.model.harm_areas import HARM_AREAS
+    from worker.model.train import area_of, training_data, training_order
+
+    config = replace(
+        _config(Path("unused"), data_dir, tiny_checkpoint, steps=1),
+        twin_weight=1.0,
+        flip_share=0.5,
+        twin_policy="unedited",
+    )
+    data = training_data(config)
+    plain = training_data(replace(config, twin_policy="area"))
+    assert data.pairs[: len(plain.pairs)] == plain.pairs  # twins are added, nothing is moved
+    added = data.pairs[len(plain.pairs) :]
+    assert len(added) == len({(p.policy_id, p.content_id) for p in added}) > 0
+    order = training_order(data, config, 3001)
+    units = [(order[i], order[i + 1]) for i in range(0, 3000, 2) if data.flipped[order[i]]]
+    assert units
+    for flip_at, twin_at in units:
+        flip, twin = data.pairs[flip_at], data.pairs[twin_at]
+        assert twin.policy_id == f"{flip.policy_id}-unedited"
+        assert twin.content_id == flip.content_id
+        assert twin.label == 1 - flip.label
+        edit = next(
+            e
+            for e in HARM_AREAS[area_of(flip.policy_id)].edits
+            if e.key == data.flipped_by[flip_at]
+        )
+        edited = data.policy_texts[flip.policy_id].splitlines()
+        unedited = data.policy_texts[twin.policy_id].splitlines()
+        assert set(unedited) <= set(edited)  # the same wording, less the edit
+        removed = set(edited) - set(unedited)
+        assert any(
+            line.startswith(f"- **{name}**") for name in edit.clause.names for line in removed
+        )
 
 
 def test_each_flip_is_drawn_beside_its_twin_and_bucketing_keeps_them_in_one_batch(
