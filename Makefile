@@ -39,12 +39,15 @@ typecheck: setup
 
 # Integration tests share one real broker: started here (unless COPE_KAFKA_BOOTSTRAP
 # names a cluster or one already runs) and stopped when the tests end, pass or fail.
+# A broker started here gets a fresh data dir, removed afterwards: every test run
+# creates topics, and a reused dir made each start slower (thousands of partitions).
 unit: setup-train
 	@if [ -n "$$COPE_KAFKA_BOOTSTRAP" ] || deploy/local/kafka status >/dev/null 2>&1; \
-	then started=0; else started=1; fi; \
-	addr=$$(deploy/local/kafka start) || exit 1; \
+	then started=0; else started=1; export COPE_KAFKA_DATA_DIR=$$(mktemp -d); fi; \
+	addr=$$(deploy/local/kafka start) || { [ $$started = 0 ] || rm -rf "$$COPE_KAFKA_DATA_DIR"; exit 1; }; \
 	COPE_KAFKA_BOOTSTRAP=$$addr $(BIN)/pytest -n 2 -q; status=$$?; \
-	[ $$started = 0 ] || deploy/local/kafka stop; exit $$status
+	if [ $$started = 1 ]; then deploy/local/kafka stop; rm -rf "$$COPE_KAFKA_DATA_DIR"; fi; \
+	exit $$status
 
 test: setup-train lint typecheck unit
 
