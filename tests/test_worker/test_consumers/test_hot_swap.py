@@ -32,6 +32,9 @@ def test_labels_switch_versions_between_batches_while_events_flow(
         for start in range(0, 60, 5):
             produce(kafka_bootstrap, settings.content_topic, events[start : start + 5])
             time.sleep(0.05)
+        # Some labels under v1 first: on a loaded machine the worker may still
+        # be joining its group when the first half is produced.
+        read_committed(kafka_bootstrap, settings.labels_topic, expected=5, settle_s=0)
         swapped = store.publish("hate", HATE + "\nRevised.", author="t", activate=True)
         for start in range(60, 120, 5):
             produce(kafka_bootstrap, settings.content_topic, events[start : start + 5])
