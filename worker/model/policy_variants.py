@@ -23,11 +23,17 @@ __all__ = [
     "HELD_OUT_AREAS",
     "PolicyVariant",
     "generate_variants",
+    "unedited_id",
     "variant_pairs",
 ]
 
 HELD_OUT_AREAS = ("privacy",)
 HELD_OUT_WORDING_SHARE = 0.2
+
+
+def unedited_id(variant_id: str) -> str:
+    """The id of a variant's unedited twin (``PolicyVariant.unedited``)."""
+    return f"{variant_id}-unedited"
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class PolicyVariant:
         if lines[-1] == "#### Excludes":  # the edits were its only items
             lines = lines[:-2]
         text = "\n".join(lines) + "\n"
-        return PolicyVariant(f"{self.variant_id}-unedited", self.area, text, (), self.held_out)
+        return PolicyVariant(unedited_id(self.variant_id), self.area, text, (), self.held_out)
 
 
 def _bullet(clause: Clause, rng: random.Random) -> str:

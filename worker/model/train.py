@@ -50,7 +50,12 @@ from worker.model.dataset import (
 )
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
-from worker.model.policy_variants import PolicyVariant, generate_variants, variant_pairs
+from worker.model.policy_variants import (
+    PolicyVariant,
+    generate_variants,
+    unedited_id,
+    variant_pairs,
+)
 from worker.model.runtime import pad_batch
 from worker.model.tokenize import PairTokenizer, TokenRow
 
@@ -197,9 +202,8 @@ def _add_unedited_twins(
     """
     texts: dict[str, str] = {}
     added: set[tuple[str, str]] = set()
-    for position in range(len(pairs)):
-        pair = pairs[position]
-        if not flipped_by[position]:
+    for pair, edit in list(zip(pairs, flipped_by, strict=True)):
+        if not edit:
             continue
         twin = variants[pair.policy_id].unedited()
         label = twin.label_for(items[pair.content_id])
@@ -297,7 +301,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
         flipping = {area: (names, [1.0] * len(names)) for area, (names, _) in flipping.items()}
     labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
     twins = _twins(data) if config.twin_weight > 0 else None
-    position_of = {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
+    unedited_at = (
+        {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
+        if twins is not None and config.twin_policy == "unedited"
+        else {}
+    )
     waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
     while len(order) + len(waiting) < count:
         area = rng.choices(areas, weights)[0]
@@ -314,9 +322,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
             continue
         pair = data.pairs[drawn]
         partners = twins.get((pair.content_id, area, 1 - pair.label)) if kind == "flip" else None
-        unedited = position_of.get((f"{pair.policy_id}-unedited", pair.content_id))
-        if partners and unedited is not None and config.twin_policy == "unedited":
-            partners = [unedited]
+        exact = (
+            unedited_at.get((unedited_id(pair.policy_id), pair.content_id)) if partners else None
+        )
+        if partners and exact is not None:
+            partners = [exact]
         if partners:
             order += [drawn, rng.choice(partners)]
         else:

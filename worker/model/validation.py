@@ -44,6 +44,11 @@ class Scored:
     flipped_by: str = ""  # the edit's key, for flipped pairs
 
 
+def _scores(score: Scorer, pairs: Sequence[Scored]) -> list[float]:
+    """The model's score of every pair, in order."""
+    return list(score([(pair.policy, pair.text) for pair in pairs]))
+
+
 def _validation(texts: Sequence[LabelledText]) -> list[LabelledText]:
     return [item for item in texts if item.text and split_of(item.content_id) == "validation"]
 
@@ -122,7 +127,7 @@ def _openai_library(
     scores = dict(
         zip(
             ((pair.policy_id, pair.text) for pair in pairs),
-            score([(pair.policy, pair.text) for pair in pairs]),
+            _scores(score, pairs),
             strict=True,
         )
     )
@@ -256,8 +261,8 @@ def _direction(
 ) -> dict[str, Any]:
     """Share of flips whose edited policy moves the score toward the flipped label."""
     right: dict[str, list[bool]] = {}
-    for (pair, score), plain in zip(flipped, reference_scores, strict=True):
-        moved = score - plain if pair.label == 1 else plain - score
+    for (pair, score), reference in zip(flipped, reference_scores, strict=True):
+        moved = score - reference if pair.label == 1 else reference - score
         right.setdefault(pair.flipped_by, []).append(moved > 0)
     every = [ok for oks in right.values() for ok in oks]
     return {
@@ -283,8 +288,8 @@ def validation_report(
     report["openai_library"] = _openai_library(items, limit, score, threshold)
 
     seen, unseen = _seen_unseen(items, variants, limit, rng)
-    seen_scores = list(score([(pair.policy, pair.text) for pair in seen]))
-    unseen_scores = list(score([(pair.policy, pair.text) for pair in unseen]))
+    seen_scores = _scores(score, seen)
+    unseen_scores = _scores(score, unseen)
     report["wordings"] = {
         "seen": _metrics(seen, seen_scores, threshold),
         "unseen": _metrics(unseen, unseen_scores, threshold),
@@ -293,14 +298,14 @@ def validation_report(
     }
 
     held = _held_out_area(items, variants, limit, rng)
-    held_scores = list(score([(pair.policy, pair.text) for pair in held]))
+    held_scores = _scores(score, held)
     report["held_out_area"] = {
         "areas": list(HELD_OUT_AREAS),
         **_metrics(held, held_scores, threshold),
     }
 
     flips = _flips(items, variants, limit, rng)
-    flip_scores = list(score([(pair.policy, pair.text) for pair in flips]))
+    flip_scores = _scores(score, flips)
     flipped = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if p.flipped]
     kept = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if not p.flipped]
     report["hatecheck_edits"] = {
@@ -312,9 +317,9 @@ def validation_report(
         "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
     }
     references = _plain_references([p for p, _ in flipped])
-    reference_scores = list(score([(pair.policy, pair.text) for pair in references]))
+    reference_scores = _scores(score, references)
     report["hatecheck_edits"]["flip_direction"] = _direction(flipped, reference_scores)
     twins = _unedited_references([p for p, _ in flipped], variants)
-    twin_scores = list(score([(pair.policy, pair.text) for pair in twins]))
+    twin_scores = _scores(score, twins)
     report["hatecheck_edits"]["flip_direction_vs_unedited"] = _direction(flipped, twin_scores)
     return report

@@ -27,6 +27,11 @@ def _config(out: Path, data: Path, base: Path, steps: int) -> TrainConfig:
     )
 
 
+def _sampling_config(data: Path, base: Path, **overrides: Any) -> TrainConfig:
+    """A config for the tests that only build data and draw orders, never train."""
+    return replace(_config(Path("unused"), data, base, steps=1), **overrides)
+
+
 def _weights(folder: Path) -> dict[str, object]:
     from safetensors.torch import load_file
 
@@ -84,7 +89,7 @@ def test_a_trained_checkpoint_exports(
 def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpoint: Path) -> None:
     from worker.model.train import area_of, training_data, training_order
 
-    config = _config(Path("unused"), data_dir, tiny_checkpoint, steps=1)
+    config = _sampling_config(data_dir, tiny_checkpoint)
     data = training_data(config)
     assert any(data.flipped)
     assert set(data.policy_texts) >= {pair.policy_id for pair in data.pairs}
@@ -110,8 +115,9 @@ def test_flips_drawn_by_edit_weigh_every_edit_of_an_area_alike(
     from worker.model.harm_areas import HARM_AREAS
     from worker.model.train import area_of, training_data, training_order
 
-    config = replace(
-        _config(Path("unused"), data_dir, tiny_checkpoint, steps=1),
+    config = _sampling_config(
+        data_dir,
+        tiny_checkpoint,
         flip_share=0.5,
         flip_balance="edit",
     )
@@ -157,8 +163,9 @@ def test_an_unedited_twin_is_the_flips_own_policy_without_the_edit(
     from worker.model.harm_areas import HARM_AREAS
     from worker.model.train import area_of, training_data, training_order
 
-    config = replace(
-        _config(Path("unused"), data_dir, tiny_checkpoint, steps=1),
+    config = _sampling_config(
+        data_dir,
+        tiny_checkpoint,
         twin_weight=1.0,
         flip_share=0.5,
         twin_policy="unedited",
@@ -201,9 +208,7 @@ def test_each_flip_is_drawn_beside_its_twin_and_bucketing_keeps_them_in_one_batc
         twin_positions,
     )
 
-    config = replace(
-        _config(Path("unused"), data_dir, tiny_checkpoint, steps=1), twin_weight=1.0, flip_share=0.5
-    )
+    config = _sampling_config(data_dir, tiny_checkpoint, twin_weight=1.0, flip_share=0.5)
     data = training_data(config)
     order = training_order(data, config, 4001)
     assert len(order) == 4001
@@ -265,7 +270,7 @@ def test_each_data_set_is_drawn_with_both_labels_evenly(
 
     from worker.model.train import area_of, training_data, training_order
 
-    config = _config(Path("unused"), data_dir, tiny_checkpoint, steps=1)
+    config = _sampling_config(data_dir, tiny_checkpoint)
     data = training_data(config)
     drawn = [i for i in training_order(data, config, 20000) if not data.flipped[i]]
     rates: dict[str, Counter[int]] = {}
