@@ -70,15 +70,24 @@ def _validation_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     """Seen and unseen policies, a held-out harm area and HateCheck flips, on held-out content."""
+    from worker.model.policy_variants import edit_probes
     from worker.model.validation import validation_report
 
     classifier, texts, variants = _validation_inputs(args)
+    probes = edit_probes(
+        "hate",
+        args.probes_per_edit,
+        [variant.text for variant in variants],
+        seed=args.variant_seed,
+        fits=classifier.tokenizer.fits_policy,
+    )
     report = validation_report(
         texts,
         variants,
         lambda pairs: classifier.predict(pairs).tolist(),
         limit=args.limit,
         threshold=classifier.manifest.threshold,
+        probes=probes,
     )
     report = {
         "model": classifier.manifest.name,
@@ -343,6 +352,12 @@ def register(commands: Any) -> None:
     )
     validate.add_argument("--limit", type=int, default=100, help="size of each group at most")
     validate.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    validate.add_argument(
+        "--probes-per-edit",
+        type=int,
+        default=4,
+        help="held-out hate policies carrying each edit alone, for per-edit flip figures (0: none)",
+    )
     _variant_options(validate)
     validate.set_defaults(handler=_cmd_validate)
     calibrate = model_commands.add_parser(

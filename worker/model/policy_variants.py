@@ -16,12 +16,14 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from worker.errors import ModelError
 from worker.model.dataset import LabelledText, Pair, split_of
 from worker.model.harm_areas import HARM_AREAS, INTERPRETATION_LINES, Clause, Edit, HarmArea
 
 __all__ = [
     "HELD_OUT_AREAS",
     "PolicyVariant",
+    "edit_probes",
     "generate_variants",
     "unedited_id",
     "variant_pairs",
@@ -104,6 +106,11 @@ def _render(spec: HarmArea, edits: Sequence[Edit], rng: random.Random) -> str:
     """A CoPE-format policy: the area's meaning in a wording drawn from ``rng``."""
     short = rng.random() < 0.25
     code, name = rng.choice(spec.labels)
+    contradicted = [sentence for edit in edits for sentence in edit.contradicts]
+
+    def agrees(line: str) -> bool:
+        return not any(sentence in line for sentence in contradicted)
+
     replaced = {edit.replaces for edit in edits}
     includes = [_bullet(clause, rng) for clause in spec.includes if clause.names[0] not in replaced]
     excludes = [
@@ -116,14 +123,21 @@ def _render(spec: HarmArea, edits: Sequence[Edit], rng: random.Random) -> str:
     rng.shuffle(includes)
     rng.shuffle(excludes)
     terms = rng.sample(spec.terms, 1 if short else rng.randint(1, len(spec.terms)))
-    interpretation = rng.sample(spec.interpretation, rng.randint(1, len(spec.interpretation)))
+    own_lines = [line for line in spec.interpretation if agrees(line)]
+    interpretation = rng.sample(own_lines, rng.randint(1, len(own_lines)))
     if not short:
-        interpretation += rng.sample(INTERPRETATION_LINES, rng.randint(0, 3))
+        interpretation += rng.sample(
+            [line for line in INTERPRETATION_LINES if agrees(line)], rng.randint(0, 3)
+        )
+    heading = rng.choice(("Criteria", "Policy"))
+    overview = rng.choice(spec.overviews)
+    for sentence in contradicted:
+        overview = overview.replace(sentence, "").strip()
     lines = [
-        f"# {rng.choice(('Criteria', 'Policy'))}",
+        f"# {heading}",
         "",
         "## Overview",
-        rng.choice(spec.overviews),
+        overview,
         "",
         "## Definition of Terms",
         *terms,
@@ -182,6 +196,43 @@ def generate_variants(
             variants.append(PolicyVariant(variant_id, area, text, edits, held))
             index += 1
     return variants
+
+
+def edit_probes(
+    area: str,
+    per_edit: int,
+    avoid: Iterable[str],
+    seed: int = 0,
+    fits: Callable[[str], bool] | None = None,
+) -> list[PolicyVariant]:
+    """``per_edit`` held-out policies of ``area`` for each of its edits, carrying it alone.
+
+    The held-out share of ``generate_variants`` leaves each edit one or two
+    wordings, too few to tell what a model reads from what one wording
+    happens to say. Probes are drawn apart from training (no text in
+    ``avoid``, the variants training may see) and carry one edit each, so a
+    flip is that edit's doing.
+    """
+    if per_edit < 0 or area not in HARM_AREAS:
+        raise ModelError(
+            f"probes need a known area and a count of at least 0, got {area!r}, {per_edit}"
+        )
+    spec = HARM_AREAS[area]
+    taken = set(avoid)
+    probes: list[PolicyVariant] = []
+    for edit in spec.edits:
+        made = attempts = 0
+        while made < per_edit and attempts < per_edit * 20:
+            attempts += 1
+            text = _render(spec, (edit,), random.Random(f"probe:{seed}:{edit.key}:{attempts}"))
+            if text in taken or (fits is not None and not fits(text)):
+                continue
+            taken.add(text)
+            probes.append(
+                PolicyVariant(f"{area}/probe-{edit.key}-{made:02d}", area, text, (edit,), True)
+            )
+            made += 1
+    return probes
 
 
 def variant_pairs(

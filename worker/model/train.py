@@ -64,7 +64,7 @@ __all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
 LAST = "last"
 BUCKET_BATCHES = 8
 SINGLE_LABEL_WEIGHT = 0.2
-FLIP_BALANCES = ("source", "edit")
+FLIP_BALANCES = ("source", "edit", "pooled")
 TWIN_POLICIES = ("area", "unedited")
 MAX_ROWS_PER_PASS = 32
 STATE_FILE = "train_state.pt"
@@ -270,7 +270,10 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     data set and one of its labels evenly. Flips come from a data set that
     has them (``flip_balance="source"``) or from one of the area's edits
     evenly (``"edit"``), so that exclusions, which few texts speak of, weigh
-    as much as inclusions that flip thousands of tweets.
+    as much as inclusions that flip thousands of tweets. With ``"pooled"``
+    flips are ``flip_share`` of all draws, taken evenly from every edit of
+    every area: an area's share of draws no longer caps how often its edits
+    are seen, which left each hate edit a few dozen draws in a 400-step run.
     Labels are balanced within each data set because the sets differ in
     style (HateCheck's short templates are mostly hateful, Davidson's tweets
     mostly not): balancing only across an area taught the model that a short,
@@ -285,7 +288,8 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
-    by_edit = config.flip_balance == "edit"
+    by_edit = config.flip_balance in ("edit", "pooled")
+    pooled = config.flip_balance == "pooled"
     for index, (pair, edit) in enumerate(zip(data.pairs, data.flipped_by, strict=True)):
         kind = "flip" if edit else str(pair.label)
         group = edit if edit and by_edit else pair.source
@@ -300,6 +304,7 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     if by_edit:
         flipping = {area: (names, [1.0] * len(names)) for area, (names, _) in flipping.items()}
     labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
+    every_edit = sorted((area, name) for area, (names, _) in flipping.items() for name in names)
     twins = _twins(data) if config.twin_weight > 0 else None
     unedited_at = (
         {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
@@ -309,8 +314,13 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
     while len(order) + len(waiting) < count:
         area = rng.choices(areas, weights)[0]
-        if area in flipping and (area not in labelled or rng.random() < config.flip_share):
-            source, kind = rng.choices(*flipping[area])[0], "flip"
+        can_flip = bool(every_edit) if pooled else area in flipping
+        if can_flip and (area not in labelled or rng.random() < config.flip_share):
+            kind = "flip"
+            if pooled:
+                area, source = rng.choice(every_edit)
+            else:
+                source = rng.choices(*flipping[area])[0]
         else:
             source = rng.choices(*labelled[area])[0]
             kind = rng.choice([k for k in ("0", "1") if (area, source, k) in groups])
@@ -617,7 +627,8 @@ def add_train_arguments(parser: Any) -> None:
         "--flip-balance",
         choices=FLIP_BALANCES,
         default="source",
-        help="draw flips evenly by data set (weighted by size) or by edit",
+        help="draw an area's flips by data set (weighted by size) or evenly by edit; "
+        "pooled: flips are --flip-share of all draws, evenly by edit across areas",
     )
     parser.add_argument(
         "--twin-weight",

@@ -9,7 +9,8 @@ Four questions, each on the validation split of the shared data:
   is only the wording;
 - a harm area no training policy was about (``HELD_OUT_AREAS``);
 - HateCheck under held-out policies whose include/exclude edits flip some
-  cases: accuracy on the flipped cases and on the kept ones.
+  cases: accuracy on the flipped cases and on the kept ones; and again
+  under probes, more held-out policies carrying one edit each, when given.
 
 Pure over a scoring function, so tests run it without a model.
 """
@@ -198,9 +199,9 @@ def _by_edit(flipped: Sequence[tuple[Scored, float]], threshold: float) -> dict[
 
 
 def _flips(
-    items: list[LabelledText], variants: Sequence[PolicyVariant], limit: int, rng: random.Random
+    items: list[LabelledText], edited: Sequence[PolicyVariant], limit: int, rng: random.Random
 ) -> list[Scored]:
-    """HateCheck under held-out hate variants with edits: every flipped case, and
+    """HateCheck under held-out edited hate variants: every flipped case, and
     up to ``limit`` kept cases per variant.
 
     Flips are few (a couple of hundred in the validation split) and each edit
@@ -208,7 +209,6 @@ def _flips(
     models inside the noise; kept cases are thousands and are sampled.
     """
     hatecheck = [item for item in items if item.source == "hatecheck"]
-    edited = [v for v in variants if v.area == "hate" and v.held_out and v.edits]
     pairs: list[Scored] = []
     for variant in edited:
         flipped: list[Scored] = []
@@ -271,6 +271,34 @@ def _direction(
     }
 
 
+def _hatecheck_edits(
+    items: list[LabelledText],
+    edited: Sequence[PolicyVariant],
+    score: Scorer,
+    limit: int,
+    threshold: float,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Flip and kept accuracy of HateCheck under ``edited``, and which way each edit moves."""
+    flips = _flips(items, edited, limit, rng)
+    flip_scores = _scores(score, flips)
+    flipped = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if p.flipped]
+    kept = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if not p.flipped]
+    report: dict[str, Any] = {
+        "variants": len({pair.policy_id for pair in flips}),
+        "flipped": len(flipped),
+        "flip_accuracy": _accuracy([p for p, _ in flipped], [s for _, s in flipped], threshold),
+        "flip_accuracy_by_edit": _by_edit(flipped, threshold),
+        "kept": len(kept),
+        "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
+    }
+    references = _plain_references([p for p, _ in flipped])
+    report["flip_direction"] = _direction(flipped, _scores(score, references))
+    twins = _unedited_references([p for p, _ in flipped], edited)
+    report["flip_direction_vs_unedited"] = _direction(flipped, _scores(score, twins))
+    return report
+
+
 def validation_report(
     texts: Sequence[LabelledText],
     variants: Sequence[PolicyVariant],
@@ -279,8 +307,13 @@ def validation_report(
     limit: int = 100,
     threshold: float = 0.5,
     seed: int = 0,
+    probes: Sequence[PolicyVariant] = (),
 ) -> dict[str, Any]:
-    """The four measurements, with ``limit`` bounding each group's size."""
+    """The four measurements, with ``limit`` bounding each group's size.
+
+    ``probes`` (``edit_probes``) adds ``hatecheck_edit_probes``: the HateCheck
+    measures again under many more held-out policies, one edit each.
+    """
     rng = random.Random(seed)
     items = _validation(texts)
     report: dict[str, Any] = {"threshold": threshold}
@@ -304,22 +337,10 @@ def validation_report(
         **_metrics(held, held_scores, threshold),
     }
 
-    flips = _flips(items, variants, limit, rng)
-    flip_scores = _scores(score, flips)
-    flipped = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if p.flipped]
-    kept = [(p, s) for p, s in zip(flips, flip_scores, strict=True) if not p.flipped]
-    report["hatecheck_edits"] = {
-        "variants": len({pair.policy_id for pair in flips}),
-        "flipped": len(flipped),
-        "flip_accuracy": _accuracy([p for p, _ in flipped], [s for _, s in flipped], threshold),
-        "flip_accuracy_by_edit": _by_edit(flipped, threshold),
-        "kept": len(kept),
-        "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
-    }
-    references = _plain_references([p for p, _ in flipped])
-    reference_scores = _scores(score, references)
-    report["hatecheck_edits"]["flip_direction"] = _direction(flipped, reference_scores)
-    twins = _unedited_references([p for p, _ in flipped], variants)
-    twin_scores = _scores(score, twins)
-    report["hatecheck_edits"]["flip_direction_vs_unedited"] = _direction(flipped, twin_scores)
+    edited = [v for v in variants if v.area == "hate" and v.held_out and v.edits]
+    report["hatecheck_edits"] = _hatecheck_edits(items, edited, score, limit, threshold, rng)
+    if probes:
+        report["hatecheck_edit_probes"] = _hatecheck_edits(
+            items, probes, score, limit, threshold, rng
+        )
     return report

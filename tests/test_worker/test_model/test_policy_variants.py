@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from policy_registry.documents import parse_policy
+from worker.errors import ModelError
 from worker.model.dataset import LabelledText, load_all, split_of
-from worker.model.harm_areas import HARM_AREAS
-from worker.model.policy_variants import PolicyVariant, generate_variants, variant_pairs
+from worker.model.harm_areas import HARM_AREAS, INTERPRETATION_LINES
+from worker.model.policy_variants import (
+    PolicyVariant,
+    edit_probes,
+    generate_variants,
+    variant_pairs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +144,46 @@ def test_every_edit_of_an_area_is_carried_about_equally_often() -> None:
     )
     hate = [carried[edit.key] for edit in HARM_AREAS["hate"].edits]
     assert min(hate) > 0.6 * max(hate)
+
+
+def test_an_edit_leaves_no_sentence_that_says_the_opposite() -> None:
+    contradicting = [e for spec in HARM_AREAS.values() for e in spec.edits if e.contradicts]
+    assert {e.key for e in contradicting} >= {"hate+quotes", "hate-questions", "offensive+hate"}
+    everywhere = " ".join(
+        [
+            *INTERPRETATION_LINES,
+            *(line for spec in HARM_AREAS.values() for line in spec.overviews),
+            *(line for spec in HARM_AREAS.values() for line in spec.interpretation),
+        ]
+    )
+    for edit in contradicting:
+        assert all(s in everywhere for s in edit.contradicts)  # no sentence drifts out of sync
+    carriers: Counter[str] = Counter()
+    for variant in generate_variants(per_area=80, seed=6):
+        for edit in variant.edits:
+            carriers[edit.key] += 1
+            assert not any(sentence in variant.text for sentence in edit.contradicts)
+        parse_policy(variant.text)
+    assert all(carriers[edit.key] for edit in contradicting)
+    plain = [v for v in generate_variants(per_area=80, seed=6) if v.area == "hate" and not v.edits]
+    assert any("Questions and opinions can be hateful" in v.text for v in plain)
+
+
+def test_probes_carry_one_edit_each_and_never_repeat_a_generated_policy() -> None:
+    variants = generate_variants(per_area=40, seed=0)
+    probes = edit_probes("hate", 3, [v.text for v in variants], seed=0)
+    assert Counter(p.edits[0].key for p in probes) == {e.key: 3 for e in HARM_AREAS["hate"].edits}
+    assert all(len(p.edits) == 1 and p.held_out and p.area == "hate" for p in probes)
+    assert len({p.variant_id for p in probes}) == len({p.text for p in probes}) == len(probes)
+    assert not {p.text for p in probes} & {v.text for v in variants}
+    assert probes == edit_probes("hate", 3, [v.text for v in variants], seed=0)
+    for probe in probes:
+        parse_policy(probe.text)
+    assert edit_probes("hate", 0, []) == []
+    with pytest.raises(ModelError, match="at least 0"):
+        edit_probes("hate", -1, [])
+    with pytest.raises(ModelError, match="known area"):
+        edit_probes("gardening", 2, [])
 
 
 def test_a_text_without_a_label_for_the_area_gets_none() -> None:

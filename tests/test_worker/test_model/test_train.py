@@ -132,6 +132,28 @@ def test_flips_drawn_by_edit_weigh_every_edit_of_an_area_alike(
     assert min(shares) > 0.8 * max(shares)
 
 
+def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from collections import Counter
+
+    from worker.model.train import area_of, training_data, training_order
+
+    config = _sampling_config(data_dir, tiny_checkpoint, flip_share=0.4, flip_balance="pooled")
+    data = training_data(config)
+    edits = {
+        (area_of(p.policy_id), e) for p, e in zip(data.pairs, data.flipped_by, strict=True) if e
+    }
+    assert len({area for area, _ in edits}) > 1  # the pool spans areas
+    order = training_order(data, config, 20000)
+    drawn = Counter((area_of(data.pairs[i].policy_id), data.flipped_by[i]) for i in order)
+    shares = [drawn[edit] for edit in edits]
+    assert min(shares) > 0.8 * max(shares)
+    assert abs(sum(shares) / len(order) - config.flip_share) < 0.03
+    by_area = replace(config, flip_balance="edit")
+    assert sum(data.flipped[i] for i in training_order(data, by_area, 20000)) < sum(shares) / 2
+
+
 @pytest.mark.parametrize(
     "impossible",
     [

@@ -10,7 +10,8 @@ import pytest
 
 from policy_registry import library_policy
 from worker.model.dataset import OPENAI_CATEGORIES, UNRELATED_AREAS, LabelledText, split_of
-from worker.model.policy_variants import PolicyVariant, generate_variants
+from worker.model.harm_areas import HARM_AREAS
+from worker.model.policy_variants import PolicyVariant, edit_probes, generate_variants
 from worker.model.validation import calibration_pairs, validation_report
 
 FUNCTIONALITIES = {
@@ -122,6 +123,33 @@ def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) ->
     assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("blind", [False, True])
+def test_probes_measure_every_edit_that_flips_a_case_apart(
+    variants: list[PolicyVariant], blind: bool
+) -> None:
+    texts = _texts()
+    probes = edit_probes("hate", 2, [v.text for v in variants], seed=2)
+    score = _oracle(texts, [*variants, *probes], blind=blind)
+    report = validation_report(texts, variants, score, limit=40, probes=probes)
+    probed = report["hatecheck_edit_probes"]
+    functionalities = {f"hatecheck:{name}" for name in FUNCTIONALITIES}
+    speaking = {e.key for e in HARM_AREAS["hate"].edits if functionalities & e.relabel.keys()}
+    flipping = {key for key in speaking if key not in ("hate+profanity", "hate+groups")}
+    assert set(probed["flip_accuracy_by_edit"]) == flipping
+    assert probed["variants"] == 2 * len(HARM_AREAS["hate"].edits)
+    assert (
+        probed["flip_accuracy"]
+        == probed["flip_direction_vs_unedited"]["accuracy"]
+        == (0.0 if blind else 1.0)
+    )
+    assert probed["kept_accuracy"] == 1.0
+    assert (
+        report["hatecheck_edits"]
+        == validation_report(texts, variants, score, limit=40)["hatecheck_edits"]
+    )  # the probes leave the original measure as it was
+    assert "hatecheck_edit_probes" not in validation_report(texts, variants, score, limit=40)
+
+
 def test_openai_categories_use_every_labelled_text_and_any_category_only_complete_rows(
     variants: list[PolicyVariant],
 ) -> None:
@@ -171,6 +199,11 @@ def test_validate_and_calibrate_commands_on_a_small_data_set(
     report = json.loads(out.read_text())
     assert set(report) >= {"openai_library", "wordings", "held_out_area", "hatecheck_edits"}
     assert report["wordings"]["policies_seen"] > 0
+    assert report["hatecheck_edit_probes"]["variants"] > report["hatecheck_edits"]["variants"]
+    without = tmp_path / "without.json"
+    argv = ["model", "validate", "--limit", "4", "--probes-per-edit", "0", "--out", str(without)]
+    assert main([*argv, *common]) == 0
+    assert "hatecheck_edit_probes" not in json.loads(without.read_text())
     capsys.readouterr()
     code = main(["model", "calibrate", "--per-area", "4", *common])
     # an untrained model is no better than chance: refused, manifest untouched
