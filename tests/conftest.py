@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,14 +105,27 @@ def kafka_bootstrap(worker_id: str) -> Iterator[str]:
     given = os.environ.get("COPE_KAFKA_BOOTSTRAP")
     if given:
         yield given
+        _delete_run_topics(given)
         return
     script = str(REPO_ROOT / "deploy" / "local" / "kafka")
     started = subprocess.run([script, "start"], capture_output=True, text=True, check=False)
     if started.returncode != 0:
         pytest.fail(f"local Kafka did not start:\n{started.stderr[-3000:]}")
-    yield started.stdout.strip().splitlines()[-1]
+    bootstrap = started.stdout.strip().splitlines()[-1]
+    yield bootstrap
+    _delete_run_topics(bootstrap)
     if worker_id == "master":  # under xdist another worker may still use it
         subprocess.run([script, "stop"], capture_output=True, check=False)
+
+
+def _delete_run_topics(bootstrap: str) -> None:
+    """This process's test topics leave the broker; a failure warns, the tests stand."""
+    from tests.kafka_support import delete_run_topics
+
+    try:
+        delete_run_topics(bootstrap)
+    except Exception as error:  # cleanup must not fail a green run
+        warnings.warn(f"test topics left on {bootstrap}: {error}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

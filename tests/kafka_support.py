@@ -32,8 +32,37 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> 
         future.result(30)
 
 
+_RUN_PREFIXES: list[str] = []
+
+
 def unique_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
+    """A fresh topic-name prefix; this run's topics under it go when the run ends."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    _RUN_PREFIXES.append(prefix)
+    return prefix
+
+
+def delete_topics_under(bootstrap: str, prefixes: Iterable[str]) -> list[str]:
+    """Delete every topic named with one of ``prefixes``; returns the names deleted.
+
+    Without it every run's topics stayed on the broker: a developer's
+    long-lived broker grew by a few dozen partitions a run, and reloading
+    thousands of them made a later start miss its time limit.
+    """
+    starts = tuple(prefixes)
+    if not starts:
+        return []
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = sorted(name for name in admin.list_topics(timeout=30).topics if name.startswith(starts))
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result(60)
+    return names
+
+
+def delete_run_topics(bootstrap: str) -> list[str]:
+    """Delete the topics of every prefix this process handed out."""
+    return delete_topics_under(bootstrap, _RUN_PREFIXES)
 
 
 def produce(

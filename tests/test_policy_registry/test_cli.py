@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 
 from policy_registry import library_ids, library_policy
+from tests.kafka_support import unique_prefix
 from worker.cli import main
 
 
@@ -16,7 +16,7 @@ from worker.cli import main
 def registry_env(
     kafka_bootstrap: str, worker_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    topic = f"t{uuid.uuid4().hex[:10]}.policies"
+    topic = f"{unique_prefix()}.policies"
     monkeypatch.setenv("COPE_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("COPE_REGISTRY_TOPIC", topic)
     monkeypatch.setenv("COPE_MODEL_DIR", str(worker_model_dir))

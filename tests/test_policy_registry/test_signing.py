@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from policy_registry.errors import PolicyError
 from policy_registry.records import Activation, PointerRecord
 from policy_registry.signing import SIGNATURE_HEADER, Signer, Verifier, generate_keypair
 from policy_registry.store import RegistryReader, RegistryStore, ensure_registry_topic
+from tests.kafka_support import unique_prefix
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_unreadable_keys_are_clear_errors(tmp_path: Path, content: bytes) -> Non
 def test_a_record_forged_without_the_key_changes_nothing_a_verifying_worker_enforces(
     kafka_bootstrap: str, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    topic = f"t{uuid.uuid4().hex[:10]}.policies"
+    topic = f"{unique_prefix()}.policies"
     ensure_registry_topic(kafka_bootstrap, topic)
     signer, verifier = Signer.from_pem(keys[0]), Verifier.from_pem(keys[1])
     store = RegistryStore(kafka_bootstrap, topic, signer=signer, verifier=verifier)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,13 +16,14 @@ from policy_registry.store import (
     RegistryTopicError,
     ensure_registry_topic,
 )
+from tests.kafka_support import unique_prefix
 
 HATE = library_policy("hate")
 
 
 @pytest.fixture
 def topic(kafka_bootstrap: str) -> str:
-    name = f"t{uuid.uuid4().hex[:10]}.policies"
+    name = f"{unique_prefix()}.policies"
     ensure_registry_topic(kafka_bootstrap, name)
     return name
 
@@ -102,7 +102,7 @@ def test_records_written_around_the_store_are_skipped_and_counted(
 def test_the_store_refuses_a_topic_that_is_not_one_compacted_partition(
     kafka_bootstrap: str, partitions: int, config: dict[str, str], message: str
 ) -> None:
-    name = f"t{uuid.uuid4().hex[:10]}.bad"
+    name = f"{unique_prefix()}.bad"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)]
@@ -113,4 +113,4 @@ def test_the_store_refuses_a_topic_that_is_not_one_compacted_partition(
 
 def test_a_missing_topic_is_a_clear_error(kafka_bootstrap: str) -> None:
     with pytest.raises(RegistryTopicError, match="does not exist"):
-        RegistryStore(kafka_bootstrap, f"t{uuid.uuid4().hex[:10]}.absent")
+        RegistryStore(kafka_bootstrap, f"{unique_prefix()}.absent")
