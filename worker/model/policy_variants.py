@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from worker.errors import ModelError
@@ -31,6 +31,7 @@ __all__ = [
 
 HELD_OUT_AREAS = ("privacy",)
 HELD_OUT_WORDING_SHARE = 0.2
+_Attempt = tuple[tuple[Edit, ...], random.Random]  # one render's edits and random source
 
 
 def unedited_id(variant_id: str) -> str:
@@ -162,6 +163,29 @@ def _held_out_wording(variant_id: str, seed: int) -> bool:
     return int(digest[:8], 16) / 0xFFFFFFFF < HELD_OUT_WORDING_SHARE
 
 
+def _distinct_renders(
+    spec: HarmArea,
+    count: int,
+    draw: Callable[[int], _Attempt],
+    taken: set[str],
+    fits: Callable[[str], bool] | None,
+) -> Iterator[tuple[tuple[Edit, ...], str]]:
+    """Up to ``count`` renders of ``spec``, none already in ``taken`` (which grows),
+    each within the budget ``fits`` checks; ``draw(attempt)`` gives the edits
+    and the random source of an attempt, and attempts stop at 20 per render.
+    """
+    made = attempts = 0
+    while made < count and attempts < count * 20:
+        attempts += 1
+        edits, rng = draw(attempts)
+        text = _render(spec, edits, rng)
+        if text in taken or (fits is not None and not fits(text)):
+            continue
+        taken.add(text)
+        made += 1
+        yield edits, text
+
+
 def generate_variants(
     per_area: int = 40,
     seed: int = 0,
@@ -178,23 +202,19 @@ def generate_variants(
     variants: list[PolicyVariant] = []
     seen_texts: set[str] = set()
     for area, spec in sorted(HARM_AREAS.items()):
-        attempts = 0
-        index = 0
-        while index < per_area and attempts < per_area * 20:
-            attempts += 1
-            rng = random.Random(f"{seed}:{area}:{attempts}")
+
+        def draw(attempt: int, area: str = area, spec: HarmArea = spec) -> _Attempt:
+            rng = random.Random(f"{seed}:{area}:{attempt}")
             # shuffled before the cut, so an edit late in the list is carried as often
             carried = [edit for edit in spec.edits if rng.random() < edit_probability]
             rng.shuffle(carried)
-            edits = tuple(carried[:2])
-            text = _render(spec, edits, rng)
-            if text in seen_texts or (fits is not None and not fits(text)):
-                continue
-            seen_texts.add(text)
+            return tuple(carried[:2]), rng
+
+        renders = _distinct_renders(spec, per_area, draw, seen_texts, fits)
+        for index, (edits, text) in enumerate(renders):
             variant_id = f"{area}/{index:03d}"
             held = area in held_areas or _held_out_wording(variant_id, seed)
             variants.append(PolicyVariant(variant_id, area, text, edits, held))
-            index += 1
     return variants
 
 
@@ -209,9 +229,8 @@ def edit_probes(
 
     The held-out share of ``generate_variants`` leaves each edit one or two
     wordings, too few to tell what a model reads from what one wording
-    happens to say. Probes are drawn apart from training (no text in
-    ``avoid``, the variants training may see) and carry one edit each, so a
-    flip is that edit's doing.
+    happens to say. Probes are drawn apart from the generated policies (no
+    text in ``avoid``) and carry one edit each, so a flip is that edit's doing.
     """
     if per_edit < 0 or area not in HARM_AREAS:
         raise ModelError(
@@ -221,17 +240,15 @@ def edit_probes(
     taken = set(avoid)
     probes: list[PolicyVariant] = []
     for edit in spec.edits:
-        made = attempts = 0
-        while made < per_edit and attempts < per_edit * 20:
-            attempts += 1
-            text = _render(spec, (edit,), random.Random(f"probe:{seed}:{edit.key}:{attempts}"))
-            if text in taken or (fits is not None and not fits(text)):
-                continue
-            taken.add(text)
+
+        def draw(attempt: int, edit: Edit = edit) -> _Attempt:
+            return (edit,), random.Random(f"probe:{seed}:{edit.key}:{attempt}")
+
+        renders = _distinct_renders(spec, per_edit, draw, taken, fits)
+        for index, (edits, text) in enumerate(renders):
             probes.append(
-                PolicyVariant(f"{area}/probe-{edit.key}-{made:02d}", area, text, (edit,), True)
+                PolicyVariant(f"{area}/probe-{edit.key}-{index:02d}", area, text, edits, True)
             )
-            made += 1
     return probes
 
 
