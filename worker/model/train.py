@@ -94,6 +94,7 @@ class TrainConfig:
     flip_balance: str = "source"
     twin_weight: float = 0.0
     twin_policy: str = "area"
+    draw_weights: tuple[tuple[str, float], ...] = ()
     attention_dropout: float = 0.0
     unrelated_weight: float = 0.25
     init_from: str = ""
@@ -118,6 +119,11 @@ class TrainConfig:
             raise ModelError(f"attention dropout must be in [0, 1), got {self.attention_dropout}")
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
             raise ModelError("twin weight must be at least 0, with an even batch size")
+        for key, weight in self.draw_weights:
+            if not weight > 0 or key.count(":") > 1 or not all(key.split(":")):
+                raise ModelError(
+                    f"draw weights must be AREA=W or AREA:DATASET=W, W above 0; got {key}={weight}"
+                )
 
 
 def _log(**fields: Any) -> None:
@@ -218,8 +224,10 @@ def _add_unedited_twins(
 
 def _source_weights(
     groups: dict[tuple[str, str, str], list[int]],
+    boost: dict[str, float] | None = None,
 ) -> dict[str, tuple[list[str], list[float]]]:
-    """Per area, its data sets and their draw weights: sqrt of size, less if one-sided."""
+    """Per area, its data sets and their draw weights: sqrt of size, less if one-sided,
+    times the ``area:dataset`` entry of ``boost`` where there is one."""
     by_area: dict[str, tuple[list[str], list[float]]] = {}
     for area in sorted({area for area, _, _ in groups}):
         names = sorted({source for a, source, _ in groups if a == area})
@@ -227,9 +235,30 @@ def _source_weights(
         for name in names:
             size = sum(len(groups.get((area, name, kind), [])) for kind in ("0", "1", "flip"))
             both = (area, name, "0") in groups and (area, name, "1") in groups
-            weights.append(math.sqrt(size) * (1.0 if both else SINGLE_LABEL_WEIGHT))
+            weight = math.sqrt(size) * (1.0 if both else SINGLE_LABEL_WEIGHT)
+            weights.append(weight * (boost or {}).get(f"{area}:{name}", 1.0))
         by_area[area] = (names, weights)
     return by_area
+
+
+def _checked_draw_weights(
+    config: TrainConfig, groups: dict[tuple[str, str, str], list[int]]
+) -> dict[str, float]:
+    """The run's draw weights by key, each naming an area or an area's labelled data set.
+
+    A key that names nothing would silently change nothing, so it is an error.
+    """
+    known = {area for area, _, _ in groups} | {
+        f"{area}:{source}" for area, source, kind in groups if kind != "flip"
+    }
+    weights = dict(config.draw_weights)
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ModelError(
+            f"draw weight for {', '.join(unknown)}: no such area or area:dataset in the "
+            f"training data (areas: {', '.join(sorted({a for a, _, _ in groups}))})"
+        )
+    return weights
 
 
 def _twins(data: TrainingData) -> dict[tuple[str, str, int], list[int]]:
@@ -285,6 +314,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     a flipped pair and its twin, or two other draws. The twin is any pair of
     the same content and area with the other label (``twin_policy="area"``)
     or the flip's own policy without the edit (``"unedited"``).
+
+    ``draw_weights`` multiply an area's chance (``hate``) or a data set's
+    within its area (``hate:hatecheck``) for the labelled draws: HateCheck's
+    non-hateful group mentions were 3% of draws and the model never learnt
+    them. Pooled flips keep their own share.
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
@@ -297,13 +331,17 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     for members in groups.values():
         rng.shuffle(members)
     areas = sorted({area for area, _, _ in groups})
-    weights = [config.unrelated_weight if area in UNRELATED_AREAS else 1.0 for area in areas]
+    boost = _checked_draw_weights(config, groups)
+    weights = [
+        (config.unrelated_weight if area in UNRELATED_AREAS else 1.0) * boost.get(area, 1.0)
+        for area in areas
+    ]
     cursor = dict.fromkeys(groups, 0)
     order: list[int] = []
     flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
     if by_edit:
         flipping = {area: (names, [1.0] * len(names)) for area, (names, _) in flipping.items()}
-    labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"})
+    labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"}, boost)
     every_edit = sorted((area, name) for area, (names, _) in flipping.items() for name in names)
     twins = _twins(data) if config.twin_weight > 0 else None
     unedited_at = (
@@ -644,6 +682,13 @@ def add_train_arguments(parser: Any) -> None:
         "policy without the edit",
     )
     parser.add_argument(
+        "--draw-weight",
+        action="append",
+        default=[],
+        metavar="AREA[:DATASET]=W",
+        help="multiply the labelled draws of an area, or of a data set within it (repeatable)",
+    )
+    parser.add_argument(
         "--attention-dropout",
         type=float,
         default=0.0,
@@ -655,6 +700,20 @@ def add_train_arguments(parser: Any) -> None:
     parser.add_argument(
         "--write-pairs", help="write the training pairs for a teacher to label, then stop"
     )
+
+
+def parse_draw_weights(entries: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``["hate=2", "hate:hatecheck=3"]`` as config pairs; a malformed entry is an error."""
+    parsed = []
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        try:
+            parsed.append((key.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ModelError(f"a draw weight is AREA[:DATASET]=W, got {entry!r}")
+    return tuple(parsed)
 
 
 def run_from_arguments(args: Any) -> None:
@@ -675,6 +734,7 @@ def run_from_arguments(args: Any) -> None:
         flip_balance=args.flip_balance,
         twin_policy=args.twin_policy,
         twin_weight=args.twin_weight,
+        draw_weights=parse_draw_weights(args.draw_weight),
         attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,
         soft_label_weight=args.soft_label_weight,

@@ -166,6 +166,10 @@ def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
         {"twin_weight": -1.0},
         {"attention_dropout": 1.0},
         {"twin_weight": 1.0, "batch_size": 5},
+        {"draw_weights": (("hate", 0.0),)},
+        {"draw_weights": (("hate:hatecheck", -2.0),)},
+        {"draw_weights": (("hate:hatecheck:x", 2.0),)},
+        {"draw_weights": ((":hatecheck", 2.0),)},
     ],
 )
 def test_an_impossible_training_setting_is_refused_before_any_work(
@@ -304,6 +308,51 @@ def test_each_data_set_is_drawn_with_both_labels_evenly(
     assert {"hatecheck", "davidson"} <= set(two_sided)
     for source, counts in two_sided.items():
         assert 0.4 < counts[1] / sum(counts.values()) < 0.6, source
+
+
+def test_draw_weights_raise_an_areas_and_a_data_sets_share_of_the_labelled_draws(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.model.train import area_of, training_data, training_order
+
+    config = _sampling_config(data_dir, tiny_checkpoint, flip_share=0.2, flip_balance="pooled")
+    data = training_data(config)
+
+    def shares(weights: tuple[tuple[str, float], ...]) -> tuple[float, float, float]:
+        order = training_order(data, replace(config, draw_weights=weights), 20000)
+        plain = [data.pairs[i] for i in order if not data.flipped[i]]
+        hate = [p for p in plain if area_of(p.policy_id) == "hate"]
+        hatecheck = sum(p.source == "hatecheck" for p in hate)
+        flips = sum(data.flipped[i] for i in order) / len(order)
+        return len(hate) / len(plain), hatecheck / len(hate), flips
+
+    hate, hatecheck, flips = shares(())
+    more_hate, same_mix, same_flips = shares((("hate", 3.0),))
+    assert more_hate > 2 * hate
+    assert abs(same_mix - hatecheck) < 0.05
+    _, more_hatecheck, _ = shares((("hate:hatecheck", 4.0),))
+    assert more_hatecheck > hatecheck + 0.15
+    assert abs(same_flips - flips) < 0.02  # pooled flips keep their own share
+
+
+def test_a_draw_weight_naming_nothing_in_the_data_is_a_clear_error(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.errors import ModelError
+    from worker.model.train import parse_draw_weights, training_data, training_order
+
+    config = _sampling_config(data_dir, tiny_checkpoint)
+    data = training_data(config)
+    for typo in ("hat", "hate:hatechek", "hate:hate/probe"):
+        with pytest.raises(ModelError, match=typo):
+            training_order(data, replace(config, draw_weights=((typo, 2.0),)), 10)
+    assert parse_draw_weights(["hate=2", " hate:hatecheck = 0.5"]) == (
+        ("hate", 2.0),
+        ("hate:hatecheck", 0.5),
+    )
+    for malformed in ("hate", "hate=", "=2", "hate=lots"):
+        with pytest.raises(ModelError, match="AREA"):
+            parse_draw_weights([malformed])
 
 
 def test_a_batch_of_long_texts_is_split_into_passes_of_bounded_windows(
