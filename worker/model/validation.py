@@ -43,6 +43,7 @@ class Scored:
     label: int
     flipped: bool = False
     flipped_by: str = ""  # the edit's key, for flipped pairs
+    functionality: str = ""  # HateCheck's test case kind, for HateCheck pairs
 
 
 def _scores(score: Scorer, pairs: Sequence[Scored]) -> list[float]:
@@ -187,15 +188,22 @@ def _held_out_area(
     return pairs
 
 
-def _by_edit(flipped: Sequence[tuple[Scored, float]], threshold: float) -> dict[str, Any]:
-    """Flip accuracy per edit: which kinds of policy change the model reads."""
-    keys = sorted({pair.flipped_by for pair, _ in flipped})
+def _accuracy_by(
+    scored: Sequence[tuple[Scored, float]], group_of: Callable[[Scored], str], threshold: float
+) -> dict[str, Any]:
+    """Accuracy per group: which edits the model reads, which kinds of text it gets wrong."""
+    groups: dict[str, list[tuple[Scored, float]]] = {}
+    for pair, score in scored:
+        groups.setdefault(group_of(pair), []).append((pair, score))
     report = {}
-    for key in keys:
-        group = [(p, s) for p, s in flipped if p.flipped_by == key]
+    for key, group in sorted(groups.items()):
         accuracy = _accuracy([p for p, _ in group], [s for _, s in group], threshold)
         report[key] = {"n": len(group), "accuracy": accuracy}
     return report
+
+
+def _functionality(item: LabelledText) -> str:
+    return next((t.split(":", 1)[1] for t in item.traits if t.startswith("hatecheck:")), "")
 
 
 def _flips(
@@ -220,7 +228,15 @@ def _flips(
             label, edit_key = decided
             changed = label != item.labels["hate"]
             flipped_by = edit_key if changed else ""
-            pair = Scored(variant.variant_id, variant.text, item.text, label, changed, flipped_by)
+            pair = Scored(
+                variant.variant_id,
+                variant.text,
+                item.text,
+                label,
+                changed,
+                flipped_by,
+                _functionality(item),
+            )
             (flipped if pair.flipped else kept).append(pair)
         pairs += flipped
         pairs += rng.sample(kept, min(len(kept), limit))
@@ -288,9 +304,10 @@ def _hatecheck_edits(
         "variants": len({pair.policy_id for pair in flips}),
         "flipped": len(flipped),
         "flip_accuracy": _accuracy([p for p, _ in flipped], [s for _, s in flipped], threshold),
-        "flip_accuracy_by_edit": _by_edit(flipped, threshold),
+        "flip_accuracy_by_edit": _accuracy_by(flipped, lambda p: p.flipped_by, threshold),
         "kept": len(kept),
         "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
+        "kept_accuracy_by_functionality": _accuracy_by(kept, lambda p: p.functionality, threshold),
     }
     references = _plain_references([p for p, _ in flipped])
     report["flip_direction"] = _direction(flipped, _scores(score, references))

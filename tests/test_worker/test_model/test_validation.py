@@ -123,6 +123,29 @@ def test_a_policy_blind_model_fails_every_flip(variants: list[PolicyVariant]) ->
     assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
 
 
+def test_kept_accuracy_names_the_kinds_of_text_a_model_gets_wrong(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    reading = _oracle(texts, variants, blind=False)
+    flags_reclaimed = {t.text for t in texts if "hatecheck:slur_reclaimed_nh" in t.traits}
+
+    def wrong_on_reclaimed_slurs(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return [
+            1.0 if text in flags_reclaimed else s
+            for (_, text), s in zip(pairs, reading(pairs), strict=True)
+        ]
+
+    edits = validation_report(texts, variants, wrong_on_reclaimed_slurs, limit=40)
+    kinds = edits["hatecheck_edits"]["kept_accuracy_by_functionality"]
+    assert sum(kind["n"] for kind in kinds.values()) == edits["hatecheck_edits"]["kept"]
+    assert kinds["slur_reclaimed_nh"]["accuracy"] == 0.0
+    assert kinds["slur_reclaimed_nh"]["n"] > 0
+    others = {k: v["accuracy"] for k, v in kinds.items() if k != "slur_reclaimed_nh"}
+    assert others
+    assert set(others.values()) == {1.0}
+
+
 @pytest.mark.parametrize("blind", [False, True])
 def test_probes_measure_every_edit_that_flips_a_case_apart(
     variants: list[PolicyVariant], blind: bool
