@@ -120,7 +120,7 @@ class TrainConfig:
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
             raise ModelError("twin weight must be at least 0, with an even batch size")
         for key, weight in self.draw_weights:
-            if not weight > 0 or key.count(":") > 1 or not all(key.split(":")):
+            if not 0 < weight < math.inf or key.count(":") > 1 or not all(key.split(":")):
                 raise ModelError(
                     f"draw weights must be AREA=W or AREA:DATASET=W, W above 0; got {key}={weight}"
                 )
@@ -552,15 +552,15 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     """
     import torch
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     base = Path(config.base) if config.base else base_checkpoint_dir()
     tokenizer = _tokenizer(config)
     data = training_data(config, tokenizer)
     pairs, policy_texts = data.pairs, data.policy_texts
     soft = read_scores(Path(config.soft_labels)) if config.soft_labels else {}
     order = batch_schedule(data, config, config.steps * config.batch_size)
+    out = Path(config.out)  # written only once the data and draws are known to be sound
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     resume = out / LAST
     state: dict[str, Any] = {"step": 0}
     if (resume / STATE_FILE).is_file():
@@ -706,13 +706,14 @@ def parse_draw_weights(entries: Sequence[str]) -> tuple[tuple[str, float], ...]:
     """``["hate=2", "hate:hatecheck=3"]`` as config pairs; a malformed entry is an error."""
     parsed = []
     for entry in entries:
-        key, sep, value = entry.partition("=")
+        key, _, value = entry.partition("=")
         try:
-            parsed.append((key.strip(), float(value)))
+            weight = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not key.strip():
+            weight = None
+        if weight is None or not key.strip():
             raise ModelError(f"a draw weight is AREA[:DATASET]=W, got {entry!r}")
+        parsed.append((key.strip(), weight))
     return tuple(parsed)
 
 

@@ -167,6 +167,8 @@ def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
         {"attention_dropout": 1.0},
         {"twin_weight": 1.0, "batch_size": 5},
         {"draw_weights": (("hate", 0.0),)},
+        {"draw_weights": (("hate", float("inf")),)},
+        {"draw_weights": (("hate", float("nan")),)},
         {"draw_weights": (("hate:hatecheck", -2.0),)},
         {"draw_weights": (("hate:hatecheck:x", 2.0),)},
         {"draw_weights": ((":hatecheck", 2.0),)},
@@ -336,7 +338,7 @@ def test_draw_weights_raise_an_areas_and_a_data_sets_share_of_the_labelled_draws
 
 
 def test_a_draw_weight_naming_nothing_in_the_data_is_a_clear_error(
-    data_dir: Path, tiny_checkpoint: Path
+    data_dir: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     from worker.errors import ModelError
     from worker.model.train import parse_draw_weights, training_data, training_order
@@ -346,6 +348,10 @@ def test_a_draw_weight_naming_nothing_in_the_data_is_a_clear_error(
     for typo in ("hat", "hate:hatechek", "hate:hate/probe"):
         with pytest.raises(ModelError, match=typo):
             training_order(data, replace(config, draw_weights=((typo, 2.0),)), 10)
+    run = replace(config, out=str(tmp_path / "run"), draw_weights=(("hat", 2.0),))
+    with pytest.raises(ModelError, match="hat"):
+        train(run)
+    assert not (tmp_path / "run").exists()  # refused before a run folder is made
     assert parse_draw_weights(["hate=2", " hate:hatecheck = 0.5"]) == (
         ("hate", 2.0),
         ("hate:hatecheck", 0.5),
