@@ -228,6 +228,7 @@ def _source_weights(
 ) -> dict[str, tuple[list[str], list[float]]]:
     """Per area, its data sets and their draw weights: sqrt of size, less if one-sided,
     times the ``area:dataset`` entry of ``boost`` where there is one."""
+    boost = boost or {}
     by_area: dict[str, tuple[list[str], list[float]]] = {}
     for area in sorted({area for area, _, _ in groups}):
         names = sorted({source for a, source, _ in groups if a == area})
@@ -236,7 +237,7 @@ def _source_weights(
             size = sum(len(groups.get((area, name, kind), [])) for kind in ("0", "1", "flip"))
             both = (area, name, "0") in groups and (area, name, "1") in groups
             weight = math.sqrt(size) * (1.0 if both else SINGLE_LABEL_WEIGHT)
-            weights.append(weight * (boost or {}).get(f"{area}:{name}", 1.0))
+            weights.append(weight * boost.get(f"{area}:{name}", 1.0))
         by_area[area] = (names, weights)
     return by_area
 
@@ -316,9 +317,9 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     or the flip's own policy without the edit (``"unedited"``).
 
     ``draw_weights`` multiply an area's chance (``hate``) or a data set's
-    within its area (``hate:hatecheck``) for the labelled draws: HateCheck's
-    non-hateful group mentions were 3% of draws and the model never learnt
-    them. Pooled flips keep their own share.
+    within its area (``hate:hatecheck``) for the labelled draws: under hate
+    policies HateCheck's positive statements about groups were drawn about
+    once in a thousand draws. Pooled flips keep their own share.
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
