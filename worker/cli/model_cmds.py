@@ -88,6 +88,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         limit=args.limit,
         threshold=classifier.manifest.threshold,
         probes=probes,
+        sweep=args.sweep,
     )
     report = {
         "model": classifier.manifest.name,
@@ -310,6 +311,17 @@ def _cmd_teacher_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds(value: str) -> tuple[float, ...]:
+    """Comma-separated thresholds, each strictly between 0 and 1."""
+    try:
+        cuts = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"thresholds must be numbers, got {value!r}") from None
+    if not all(0.0 < cut < 1.0 for cut in cuts):
+        raise argparse.ArgumentTypeError(f"thresholds must lie between 0 and 1, got {value!r}")
+    return cuts
+
+
 def _variant_options(parser: argparse.ArgumentParser) -> None:
     """Data and generated-policy options; defaults match ``cope model train``'s."""
     from worker.model.train import TrainConfig
@@ -357,6 +369,13 @@ def register(commands: Any) -> None:
         type=int,
         default=4,
         help="held-out hate policies carrying each edit alone, for per-edit flip figures (0: none)",
+    )
+    validate.add_argument(
+        "--sweep",
+        type=_thresholds,
+        default=(),
+        metavar="T,T,...",
+        help="also give the headline figures at these thresholds (ranking or calibration?)",
     )
     _variant_options(validate)
     validate.set_defaults(handler=_cmd_validate)

@@ -12,6 +12,11 @@ Four questions, each on the validation split of the shared data:
   cases: accuracy on the flipped cases and on the kept ones; and again
   under probes, more held-out policies carrying one edit each, when given.
 
+A figure at one threshold mixes the model's ranking with its calibration;
+a threshold sweep repeats the headline figures at other cuts from the same
+scores, so a report says which of the two a shortfall is: if no cut gets
+flips and kept cases right together, no calibration will.
+
 Pure over a scoring function, so tests run it without a model.
 """
 
@@ -325,12 +330,29 @@ def validation_report(
     threshold: float = 0.5,
     seed: int = 0,
     probes: Sequence[PolicyVariant] = (),
+    sweep: Sequence[float] = (),
 ) -> dict[str, Any]:
     """The four measurements, with ``limit`` bounding each group's size.
 
     ``probes`` (``edit_probes``) adds ``hatecheck_edit_probes``: the HateCheck
     measures again under many more held-out policies, one edit each.
+    ``sweep`` adds ``threshold_sweep``: the headline figures at each of those
+    thresholds, from the same scores (every pair is scored once).
     """
+    if sweep:
+        score = _remembered(score)
+        swept = validation_report(
+            texts, variants, score, limit=limit, threshold=threshold, seed=seed, probes=probes
+        )
+        swept["threshold_sweep"] = [
+            _headlines(
+                validation_report(
+                    texts, variants, score, limit=limit, threshold=cut, seed=seed, probes=probes
+                )
+            )
+            for cut in sorted(set(sweep))
+        ]
+        return swept
     rng = random.Random(seed)
     items = _validation(texts)
     report: dict[str, Any] = {"threshold": threshold}
@@ -361,3 +383,32 @@ def validation_report(
             items, probes, score, limit, threshold, rng
         )
     return report
+
+
+def _remembered(score: Scorer) -> Scorer:
+    """``score`` that scores each distinct pair once, however often it is asked."""
+    known: dict[tuple[str, str], float] = {}
+
+    def remembered(pairs: Sequence[tuple[str, str]]) -> Sequence[float]:
+        new = [pair for pair in dict.fromkeys(pairs) if pair not in known]
+        if new:
+            known.update(zip(new, score(new), strict=True))
+        return [known[pair] for pair in pairs]
+
+    return remembered
+
+
+def _headlines(report: dict[str, Any]) -> dict[str, Any]:
+    """The figures acceptance is judged on, from one report, at its threshold."""
+    headlines = {
+        "threshold": report["threshold"],
+        "any_category_f1": report["openai_library"]["any_category"]["f1"],
+        "seen_f1": report["wordings"]["seen"]["f1"],
+        "unseen_f1": report["wordings"]["unseen"]["f1"],
+        "held_out_area_f1": report["held_out_area"]["f1"],
+    }
+    for section in ("hatecheck_edits", "hatecheck_edit_probes"):
+        if section in report:
+            headlines[f"{section}_flip"] = report[section]["flip_accuracy"]
+            headlines[f"{section}_kept"] = report[section]["kept_accuracy"]
+    return headlines

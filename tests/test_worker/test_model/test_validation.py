@@ -173,6 +173,34 @@ def test_probes_measure_every_edit_that_flips_a_case_apart(
     assert "hatecheck_edit_probes" not in validation_report(texts, variants, score, limit=40)
 
 
+def test_a_threshold_sweep_scores_each_pair_once_and_repeats_the_headlines(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    probes = edit_probes("hate", 1, [v.text for v in variants], seed=2)
+    reading = _oracle(texts, [*variants, *probes], blind=False)
+    asked: list[tuple[str, str]] = []
+
+    def counted(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        asked.extend(pairs)
+        return [0.3 + 0.4 * s for s in reading(pairs)]  # 0.3 or 0.7: only cuts between work
+
+    plain = validation_report(texts, variants, counted, limit=20, probes=probes)
+    asked.clear()
+    swept = validation_report(
+        texts, variants, counted, limit=20, probes=probes, sweep=(0.8, 0.5, 0.2, 0.5)
+    )
+    assert len(asked) == len(set(asked))  # three cuts, one scoring pass
+    sweep = swept.pop("threshold_sweep")
+    assert swept == plain
+    assert [row["threshold"] for row in sweep] == [0.2, 0.5, 0.8]
+    low, middle, high = sweep
+    assert middle["any_category_f1"] == middle["unseen_f1"] == 1.0
+    assert middle["hatecheck_edit_probes_flip"] == middle["hatecheck_edits_kept"] == 1.0
+    assert low["hatecheck_edits_kept"] < 1.0  # flags every kept non-hateful case
+    assert high["any_category_f1"] == high["seen_f1"] == 0.0  # flags nothing
+
+
 def test_openai_categories_use_every_labelled_text_and_any_category_only_complete_rows(
     variants: list[PolicyVariant],
 ) -> None:
@@ -205,6 +233,17 @@ def test_calibration_pairs_come_from_seen_policies_and_held_out_content(
     assert {pair.label for pair in pairs} == {0, 1}
 
 
+@pytest.mark.parametrize("cuts", ["0,0.5", "0.5,1", "1.5", "nan", "inf", "half", "0.5,", ""])
+def test_a_sweep_outside_zero_to_one_is_refused(
+    cuts: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["model", "validate", "--sweep", cuts])
+    assert "thresholds must" in capsys.readouterr().err
+
+
 def test_validate_and_calibrate_commands_on_a_small_data_set(
     data_dir: Path, worker_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -227,6 +266,13 @@ def test_validate_and_calibrate_commands_on_a_small_data_set(
     argv = ["model", "validate", "--limit", "4", "--probes-per-edit", "0", "--out", str(without)]
     assert main([*argv, *common]) == 0
     assert "hatecheck_edit_probes" not in json.loads(without.read_text())
+    swept = tmp_path / "swept.json"
+    argv = ["model", "validate", "--limit", "4", "--sweep", "0.7,0.3", "--out", str(swept)]
+    assert main([*argv, *common]) == 0
+    assert [row["threshold"] for row in json.loads(swept.read_text())["threshold_sweep"]] == [
+        0.3,
+        0.7,
+    ]
     capsys.readouterr()
     code = main(["model", "calibrate", "--per-area", "4", *common])
     # an untrained model is no better than chance: refused, manifest untouched
