@@ -248,6 +248,18 @@ def _flips(
     return pairs
 
 
+def _flag_everything(flipped: Sequence[Scored], kept: Sequence[Scored]) -> dict[str, Any]:
+    """Flip and kept accuracy of a scorer that flags every text: the floor to beat.
+
+    Most HateCheck texts are hateful and inclusions flip texts to hateful, so
+    a model that flags all of them scores well on both without reading.
+    """
+    return {
+        "flip_accuracy": _accuracy(flipped, [1.0] * len(flipped), 0.5),
+        "kept_accuracy": _accuracy(kept, [1.0] * len(kept), 0.5),
+    }
+
+
 def _plain_references(flipped: Sequence[Scored]) -> list[Scored]:
     """Each flipped case under the library hate policy, which has no edits.
 
@@ -313,6 +325,7 @@ def _hatecheck_edits(
         "kept": len(kept),
         "kept_accuracy": _accuracy([p for p, _ in kept], [s for _, s in kept], threshold),
         "kept_accuracy_by_functionality": _accuracy_by(kept, lambda p: p.functionality, threshold),
+        "flag_everything": _flag_everything([p for p, _ in flipped], [p for p, _ in kept]),
     }
     references = _plain_references([p for p, _ in flipped])
     report["flip_direction"] = _direction(flipped, _scores(score, references))

@@ -173,6 +173,31 @@ def test_probes_measure_every_edit_that_flips_a_case_apart(
     assert "hatecheck_edit_probes" not in validation_report(texts, variants, score, limit=40)
 
 
+def test_every_hatecheck_section_carries_the_flag_everything_floor(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    probes = edit_probes("hate", 1, [v.text for v in variants], seed=2)
+    report = validation_report(
+        texts, variants, lambda pairs: [1.0] * len(pairs), limit=40, probes=probes
+    )
+    for section in ("hatecheck_edits", "hatecheck_edit_probes"):
+        measured = report[section]
+        floor = measured["flag_everything"]
+        assert floor["flip_accuracy"] == measured["flip_accuracy"]
+        assert floor["kept_accuracy"] == measured["kept_accuracy"]
+        assert 0.0 < floor["flip_accuracy"] < 1.0  # inclusions and exclusions both flip cases
+        reading = validation_report(
+            texts,
+            variants,
+            _oracle(texts, [*variants, *probes], blind=False),
+            limit=40,
+            probes=probes,
+        )[section]
+        assert reading["flag_everything"] == floor  # the floor depends on the cases alone
+        assert reading["flip_accuracy"] > floor["flip_accuracy"]
+
+
 def test_a_threshold_sweep_scores_each_pair_once_and_repeats_the_headlines(
     variants: list[PolicyVariant],
 ) -> None:
