@@ -10,7 +10,10 @@ Four questions, each on the validation split of the shared data:
 - a harm area no training policy was about (``HELD_OUT_AREAS``);
 - HateCheck under held-out policies whose include/exclude edits flip some
   cases: accuracy on the flipped cases and on the kept ones; and again
-  under probes, more held-out policies carrying one edit each, when given.
+  under probes, more held-out policies carrying one edit each, when given;
+  and under seen edited policies, the control: a model that memorised the
+  training policies does as well there as one that reads them, so only the
+  gap between seen and held-out tells the two apart.
 
 A figure at one threshold mixes the model's ranking with its calibration;
 a threshold sweep repeats the headline figures at other cuts from the same
@@ -36,6 +39,8 @@ __all__ = ["Scored", "calibration_pairs", "validation_report"]
 
 Scorer = Callable[[Sequence[tuple[str, str]]], Sequence[float]]
 _Row = TypeVar("_Row")
+
+SEEN_POLICIES_PER_EDIT = 2  # training policies per edit in the seen-policies control
 
 
 @dataclass(frozen=True)
@@ -395,7 +400,27 @@ def validation_report(
         report["hatecheck_edit_probes"] = _hatecheck_edits(
             items, probes, score, limit, threshold, rng
         )
+    # last, so the random draws of the sections above stay those of earlier reports
+    seen_edited = _seen_per_edit(variants, SEEN_POLICIES_PER_EDIT)
+    report["hatecheck_edits_seen_policies"] = _hatecheck_edits(
+        items, seen_edited, score, limit // 4, threshold, rng
+    )
     return report
+
+
+def _seen_per_edit(variants: Sequence[PolicyVariant], per_edit: int) -> list[PolicyVariant]:
+    """Up to ``per_edit`` seen edited hate policies for every edit, the first by id."""
+    chosen: list[PolicyVariant] = []
+    carried: dict[str, int] = {}
+    for variant in sorted(variants, key=lambda v: v.variant_id):
+        if variant.area != "hate" or variant.held_out or not variant.edits:
+            continue
+        keys = [edit.key for edit in variant.edits]
+        if any(carried.get(key, 0) < per_edit for key in keys):
+            chosen.append(variant)
+            for key in keys:
+                carried[key] = carried.get(key, 0) + 1
+    return chosen
 
 
 def _remembered(score: Scorer) -> Scorer:
@@ -420,7 +445,7 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
         "unseen_f1": report["wordings"]["unseen"]["f1"],
         "held_out_area_f1": report["held_out_area"]["f1"],
     }
-    for section in ("hatecheck_edits", "hatecheck_edit_probes"):
+    for section in ("hatecheck_edits", "hatecheck_edit_probes", "hatecheck_edits_seen_policies"):
         if section in report:
             headlines[f"{section}_flip"] = report[section]["flip_accuracy"]
             headlines[f"{section}_kept"] = report[section]["kept_accuracy"]

@@ -173,6 +173,31 @@ def test_probes_measure_every_edit_that_flips_a_case_apart(
     assert "hatecheck_edit_probes" not in validation_report(texts, variants, score, limit=40)
 
 
+def test_seen_policies_tell_a_model_that_memorised_its_training_policies_from_a_reader(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    reading, blind = _oracle(texts, variants, blind=False), _oracle(texts, variants, blind=True)
+    held = {v.text for v in variants if v.held_out} | {v.unedited().text for v in variants}
+
+    def memorised(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Right under every training policy, blind under any other."""
+        return [
+            (blind if policy in held else reading)([(policy, text)])[0] for policy, text in pairs
+        ]
+
+    report = validation_report(texts, variants, memorised, limit=40)
+    control = report["hatecheck_edits_seen_policies"]
+    assert control["flipped"] > 0
+    assert control["flip_accuracy"] == 1.0
+    assert report["hatecheck_edits"]["flip_accuracy"] == 0.0
+    carried = [e.key for v in variants if v.area == "hate" and v.edits for e in v.edits]
+    assert set(control["flip_accuracy_by_edit"]) <= set(carried)
+    assert control["variants"] <= 2 * len(set(carried))
+    reader = validation_report(texts, variants, reading, limit=40)["hatecheck_edits_seen_policies"]
+    assert reader["flip_accuracy"] == 1.0  # a reader passes the control too
+
+
 def test_every_hatecheck_section_carries_the_flag_everything_floor(
     variants: list[PolicyVariant],
 ) -> None:
@@ -181,7 +206,7 @@ def test_every_hatecheck_section_carries_the_flag_everything_floor(
     report = validation_report(
         texts, variants, lambda pairs: [1.0] * len(pairs), limit=40, probes=probes
     )
-    for section in ("hatecheck_edits", "hatecheck_edit_probes"):
+    for section in ("hatecheck_edits", "hatecheck_edit_probes", "hatecheck_edits_seen_policies"):
         measured = report[section]
         floor = measured["flag_everything"]
         assert floor["flip_accuracy"] == measured["flip_accuracy"]
