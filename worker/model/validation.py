@@ -400,7 +400,8 @@ def validation_report(
         report["hatecheck_edit_probes"] = _hatecheck_edits(
             items, probes, score, limit, threshold, rng
         )
-    # last, so the random draws of the sections above stay those of earlier reports
+    # last, so the random draws of the sections above stay those of earlier reports;
+    # a quarter of the kept sample, since this section only needs the flips' gap
     seen_edited = _seen_per_edit(variants, SEEN_POLICIES_PER_EDIT)
     report["hatecheck_edits_seen_policies"] = _hatecheck_edits(
         items, seen_edited, score, limit // 4, threshold, rng
