@@ -351,3 +351,24 @@ def test_policy_check_compares_the_model_with_gold_and_teacher_eyes(
     teacher.write_text(json.dumps({"id": "s0", "score": 0.9}) + "\n")
     assert main([*base, "--teacher-labels", str(teacher)]) == 2
     assert "has no label for 5 rows" in capsys.readouterr().err
+
+
+def test_recover_writes_a_checkpoint_that_export_accepts(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "recovered"
+    assert main(["model", "recover", "--model-dir", str(tiny_model_dir), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["variant"] == "fp32"
+    export = ["model", "export", "--checkpoint", str(out), "--out", str(tmp_path / "again")]
+    code = main([*export, "--max-length", "128", "--max-policy-tokens", "64", "--variants", "int8"])
+    assert code == 0
+
+
+def test_recover_refuses_to_write_over_a_folder_that_holds_files(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "state.pt").write_text("a training run's state")
+    code = main(["model", "recover", "--model-dir", str(tiny_model_dir), "--out", str(tmp_path)])
+    assert code == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "state.pt").read_text() == "a training run's state"

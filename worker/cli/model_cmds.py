@@ -47,6 +47,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from worker.model.recover import recover_checkpoint
+
+    model_dir = settings_from(args).model_dir
+    variant = recover_checkpoint(model_dir, args.out, variant=args.variant)
+    print(json.dumps({"model_dir": str(model_dir), "variant": variant, "out": str(args.out)}))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from worker.model.train import run_from_arguments
 
@@ -385,6 +394,15 @@ def register(commands: Any) -> None:
     calibrate.add_argument("--per-area", type=int, default=120, help="pairs per harm area")
     _variant_options(calibrate)
     calibrate.set_defaults(handler=_cmd_calibrate)
+    recover = model_commands.add_parser(
+        "recover", help="model folder -> checkpoint that `model train --init-from` continues"
+    )
+    recover.add_argument("--model-dir", type=Path, help="model folder (default: shipped model)")
+    recover.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
+    recover.add_argument(
+        "--variant", choices=["fp32", "fp16", "int8"], help="default: the most precise present"
+    )
+    recover.set_defaults(handler=_cmd_recover)
     info = model_commands.add_parser("info", help="manifest, verified hashes, providers")
     model_options(info)
     info.set_defaults(handler=_cmd_info)
