@@ -260,13 +260,18 @@ def variant_pairs(
     held_out: bool,
     per_text: int = 2,
     seed: int = 0,
+    carriers_per_edit: int = 1,
 ) -> list[Pair]:
     """Pairs of one content split under seen (or held-out) generated policies.
 
     Each text goes under ``per_text`` random variants of every area it is
-    labelled for, plus one variant carrying each edit that speaks of it, so
-    the cases an edit flips are always represented.
+    labelled for, plus ``carriers_per_edit`` variants carrying each edit that
+    speaks of it, so the cases an edit flips are always represented. With one
+    carrier a flipped text is tied to one policy, which a model can memorise;
+    several make it read the edit's clause, the one thing they share.
     """
+    if carriers_per_edit < 1:
+        raise ModelError(f"carriers per edit must be at least 1, got {carriers_per_edit}")
     by_area: dict[str, list[PolicyVariant]] = {}
     for variant in variants:
         if variant.held_out == held_out:
@@ -284,7 +289,9 @@ def variant_pairs(
             for edit in HARM_AREAS[area].edits:
                 if item.traits & edit.relabel.keys():
                     carriers = [variant for variant in pool if edit in variant.edits]
-                    chosen.append(rng.choice(carriers))
+                    chosen.append(rng.choice(carriers))  # drawn alone first: seeds' pairs stay
+                    others = [variant for variant in carriers if variant not in chosen]
+                    chosen += rng.sample(others, min(carriers_per_edit - 1, len(others)))
             for variant in dict.fromkeys(chosen):
                 label = variant.label_for(item)
                 if label is not None:

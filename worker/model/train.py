@@ -90,6 +90,7 @@ class TrainConfig:
     davidson_limit: int = 4000
     variants_per_area: int = 40
     variant_pairs_per_text: int = 2
+    carriers_per_edit: int = 1
     flip_share: float = 0.15
     flip_balance: str = "source"
     twin_weight: float = 0.0
@@ -115,6 +116,8 @@ class TrainConfig:
             )
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ModelError("steps, batch size and checkpoint interval must be at least 1")
+        if self.carriers_per_edit < 1:
+            raise ModelError(f"carriers per edit must be at least 1, got {self.carriers_per_edit}")
         if not 0.0 <= self.attention_dropout < 1.0:
             raise ModelError(f"attention dropout must be in [0, 1), got {self.attention_dropout}")
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
@@ -179,6 +182,7 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
         held_out=False,
         per_text=config.variant_pairs_per_text,
         seed=config.seed,
+        carriers_per_edit=config.carriers_per_edit,
     )
     policy_texts = {policy_id: library_policy(policy_id) for policy_id in config.policies}
     policy_texts |= {v.variant_id: v.text for v in variants if not v.held_out}
@@ -652,6 +656,12 @@ def add_train_arguments(parser: Any) -> None:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--policies", default=_LIBRARY, help="library policies trained on")
     parser.add_argument("--variants-per-area", type=int, default=40)
+    parser.add_argument(
+        "--carriers-per-edit",
+        type=int,
+        default=1,
+        help="policies carrying an edit that each text it speaks of appears under",
+    )
     parser.add_argument("--init-from", default="", help="checkpoint whose weights start the run")
     parser.add_argument("--soft-labels", default="", help="teacher scores by pair id (JSONL)")
     parser.add_argument(
@@ -729,6 +739,7 @@ def run_from_arguments(args: Any) -> None:
         max_length=args.max_length,
         learning_rate=args.learning_rate,
         variants_per_area=args.variants_per_area,
+        carriers_per_edit=args.carriers_per_edit,
         init_from=args.init_from,
         base=args.base,
         checkpoint_every=args.checkpoint_every,

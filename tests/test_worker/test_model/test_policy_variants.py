@@ -221,3 +221,36 @@ def test_pairs_include_a_carrier_of_each_edit_that_speaks_of_a_text(
         any(edit.key == "hate+reclaimed" for edit in by_id[pair.policy_id].edits)
         for pair in flipped
     )
+
+
+def test_more_carriers_put_a_flipped_text_under_several_policies_sharing_the_edit(
+    variants: list[PolicyVariant],
+) -> None:
+    reclaimed = LabelledText(
+        "hatecheck",
+        "hc-reclaimed",
+        "we are proud",
+        {"hate": 0},
+        frozenset({"source:hatecheck", "hatecheck:slur_reclaimed_nh"}),
+    )
+    split = split_of(reclaimed.content_id)
+    held = split == "validation"
+    one = variant_pairs([reclaimed], variants, split, held_out=held)
+    three = variant_pairs([reclaimed], variants, split, held_out=held, carriers_per_edit=3)
+    carriers = {
+        variant.variant_id
+        for variant in variants
+        if variant.area == "hate"
+        and variant.held_out == held
+        and any(edit.key == "hate+reclaimed" for edit in variant.edits)
+    }
+    flipped = {pair.policy_id for pair in three if pair.label == 1}
+    assert len(carriers) >= 2
+    assert len(flipped) == min(3, len(carriers))
+    assert flipped <= carriers
+    assert set(one) <= set(three)  # the one-carrier pairs of a seed stay
+
+
+def test_fewer_than_one_carrier_per_edit_is_refused(variants: list[PolicyVariant]) -> None:
+    with pytest.raises(ModelError, match="carriers per edit"):
+        variant_pairs([], variants, "train", held_out=False, carriers_per_edit=0)

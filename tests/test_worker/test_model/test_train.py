@@ -172,6 +172,7 @@ def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
         {"draw_weights": (("hate:hatecheck", -2.0),)},
         {"draw_weights": (("hate:hatecheck:x", 2.0),)},
         {"draw_weights": ((":hatecheck", 2.0),)},
+        {"carriers_per_edit": 0},
     ],
 )
 def test_an_impossible_training_setting_is_refused_before_any_work(
