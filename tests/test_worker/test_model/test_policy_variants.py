@@ -24,6 +24,15 @@ def variants() -> list[PolicyVariant]:
     return generate_variants(per_area=30, seed=5)
 
 
+RECLAIMED = LabelledText(
+    "hatecheck",
+    "hc-reclaimed",
+    "we are proud",
+    {"hate": 0},
+    frozenset({"source:hatecheck", "hatecheck:slur_reclaimed_nh"}),
+)
+
+
 def _hatecheck(functionality: str, hateful: int) -> LabelledText:
     return LabelledText(
         "hatecheck",
@@ -205,15 +214,8 @@ def test_pairs_keep_held_out_policies_and_validation_content_out_of_training(
 def test_pairs_include_a_carrier_of_each_edit_that_speaks_of_a_text(
     variants: list[PolicyVariant],
 ) -> None:
-    reclaimed = LabelledText(
-        "hatecheck",
-        "hc-reclaimed",
-        "we are proud",
-        {"hate": 0},
-        frozenset({"source:hatecheck", "hatecheck:slur_reclaimed_nh"}),
-    )
-    split = split_of(reclaimed.content_id)
-    pairs = variant_pairs([reclaimed], variants, split, held_out=split == "validation")
+    split = split_of(RECLAIMED.content_id)
+    pairs = variant_pairs([RECLAIMED], variants, split, held_out=split == "validation")
     by_id = {variant.variant_id: variant for variant in variants}
     assert {pair.label for pair in pairs} == {0, 1}
     flipped = [pair for pair in pairs if pair.label == 1]
@@ -226,17 +228,10 @@ def test_pairs_include_a_carrier_of_each_edit_that_speaks_of_a_text(
 def test_more_carriers_put_a_flipped_text_under_several_policies_sharing_the_edit(
     variants: list[PolicyVariant],
 ) -> None:
-    reclaimed = LabelledText(
-        "hatecheck",
-        "hc-reclaimed",
-        "we are proud",
-        {"hate": 0},
-        frozenset({"source:hatecheck", "hatecheck:slur_reclaimed_nh"}),
-    )
-    split = split_of(reclaimed.content_id)
+    split = split_of(RECLAIMED.content_id)
     held = split == "validation"
-    one = variant_pairs([reclaimed], variants, split, held_out=held)
-    three = variant_pairs([reclaimed], variants, split, held_out=held, carriers_per_edit=3)
+    one = variant_pairs([RECLAIMED], variants, split, held_out=held)
+    three = variant_pairs([RECLAIMED], variants, split, held_out=held, carriers_per_edit=3)
     carriers = {
         variant.variant_id
         for variant in variants
