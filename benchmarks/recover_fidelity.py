@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from policy_registry import library_ids, library_policy  # noqa: E402
 from worker.model.dataset import load_all, split_of  # noqa: E402
+from worker.model.manifest import load_manifest  # noqa: E402
 from worker.model.runtime import load_classifier, pad_batch  # noqa: E402
 from worker.model.train import DEFAULT_DATA_DIR  # noqa: E402
 from worker.settings import SHIPPED_MODEL_DIR, Settings  # noqa: E402
@@ -75,6 +76,7 @@ def main() -> None:
     gap = np.abs(original - recovered)
     result = {
         "original": _shown(args.original),
+        "original_version": load_manifest(args.original).version,
         "recovered": _shown(args.recovered),
         "window_rows": len(gap),
         "median_abs_logit_gap": round(float(np.median(gap)), 4),
