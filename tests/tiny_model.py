@@ -95,3 +95,19 @@ def minilm_toy_checkpoint(folder: Path, steps: int = 25) -> Path:
     model.save_pretrained(str(folder))
     shutil.copyfile(base / "tokenizer.json", folder / "tokenizer.json")
     return folder
+
+
+def torch_logits(checkpoint: Path, model_dir: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """PyTorch logits of a checkpoint on pairs tokenized as the exported model folder does."""
+    import torch
+
+    from worker.model.export import load_torch_classifier
+    from worker.model.runtime import load_classifier, pad_batch
+    from worker.settings import Settings
+
+    classifier = load_classifier(Settings(model_dir=model_dir, provider="cpu"), variant="fp32")
+    feed = pad_batch(classifier.tokenizer.rows(pairs), classifier.tokenizer.pad_id)
+    model = load_torch_classifier(checkpoint)
+    with torch.no_grad():
+        logits = model(**{name: torch.from_numpy(array) for name, array in feed.items()}).logits
+    return np.asarray(logits.numpy().reshape(-1), dtype=np.float32)

@@ -62,11 +62,14 @@ class _Graph:
             raise ModelError(f"no MatMul produces {tensor}: not a fused BERT classifier")
         return self.initializer(node.input[1])
 
+    def holds(self, name: str) -> bool:
+        """Whether ``name`` is a weight (plain, or the int8 form of one)."""
+        return name.removesuffix("_quantized") in self.weights
+
     def initializer(self, name: str) -> np.ndarray:
-        stem = name.removesuffix("_quantized")
-        if stem not in self.weights:
+        if not self.holds(name):
             raise ModelError(f"{name} is not a weight of the graph")
-        return self.weights[stem]
+        return self.weights[name.removesuffix("_quantized")]
 
     def all(self, *op_types: str) -> list[Any]:
         """Nodes of these types, in graph (topological) order."""
@@ -95,9 +98,9 @@ def _linear(graph: _Graph, node: Any) -> tuple[np.ndarray, np.ndarray]:
         weight = weight if transposed else weight.T
         return weight, _optional(graph, node, 2, weight.shape[0])
     if node.op_type == "Add":
-        bias_input = next(name for name in node.input if name in graph.weights)
+        bias_input = next(name for name in node.input if graph.holds(name))
         other = next(name for name in node.input if name != bias_input)
-        return graph.matmul_weight(other).T, graph.weights[bias_input]
+        return graph.matmul_weight(other).T, graph.initializer(bias_input)
     weight = graph.matmul_weight(node.output[0]).T
     return weight, np.zeros(weight.shape[0], dtype=np.float32)
 
@@ -114,7 +117,7 @@ def _embeddings(graph: _Graph) -> dict[str, np.ndarray]:
     state: dict[str, np.ndarray] = {}
     tables = {"input_ids": "word", "token_type_ids": "token_type"}
     for node in graph.nodes:
-        if node.op_type == "Gather" and node.input[0].removesuffix("_quantized") in graph.weights:
+        if node.op_type == "Gather" and graph.holds(node.input[0]):
             table = tables.get(node.input[1], "position")
             state[f"bert.embeddings.{table}_embeddings.weight"] = graph.initializer(node.input[0])
     norm = graph.only("LayerNormalization")
@@ -176,9 +179,10 @@ def _state(graph: _Graph) -> dict[str, np.ndarray]:
 def _config(graph: _Graph, state: dict[str, np.ndarray]) -> Any:
     from transformers import BertConfig
 
+    attentions = graph.all("Attention", "QAttention")
     heads = {
         int(attribute.i)
-        for node in graph.all("Attention", "QAttention")
+        for node in attentions
         for attribute in node.attribute
         if attribute.name == "num_heads"
     }
@@ -188,7 +192,7 @@ def _config(graph: _Graph, state: dict[str, np.ndarray]) -> Any:
     config = BertConfig(
         vocab_size=int(vocab),
         hidden_size=int(hidden),
-        num_hidden_layers=len(graph.all("Attention", "QAttention")),
+        num_hidden_layers=len(attentions),
         num_attention_heads=heads.pop(),
         intermediate_size=int(state["bert.encoder.layer.0.intermediate.dense.bias"].shape[0]),
         max_position_embeddings=int(state["bert.embeddings.position_embeddings.weight"].shape[0]),

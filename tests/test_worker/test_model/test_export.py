@@ -7,23 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tiny_model import sample_pairs
+from tests.tiny_model import sample_pairs, torch_logits
 from worker.errors import ModelError
-from worker.model.export import export_model, fused_op_counts, load_torch_classifier
+from worker.model.export import export_model, fused_op_counts
 from worker.model.runtime import load_classifier, pad_batch
 from worker.settings import Settings
-
-
-def _torch_logits(checkpoint: Path, model_dir: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
-    import torch
-
-    classifier = load_classifier(Settings(model_dir=model_dir, provider="cpu"), variant="fp32")
-    rows = classifier.tokenizer.rows(pairs)
-    feed = pad_batch(rows, classifier.tokenizer.pad_id)
-    model = load_torch_classifier(checkpoint)
-    with torch.no_grad():
-        logits = model(**{name: torch.from_numpy(array) for name, array in feed.items()}).logits
-    return np.asarray(logits.numpy().reshape(-1), dtype=np.float32)
 
 
 def test_fp32_graph_has_fused_attention_layer_norm_and_gelu(tiny_model_dir: Path) -> None:
@@ -44,16 +32,16 @@ def test_fp32_matches_pytorch_within_1e_3_logits(toy_checkpoint: Path, toy_model
         str(toy_model_dir / "model.fp32.onnx"), providers=["CPUExecutionProvider"]
     )
     onnx_logits = session.run(["logits"], feed)[0].reshape(-1)
-    torch_logits = _torch_logits(toy_checkpoint, toy_model_dir, pairs)
-    assert np.abs(onnx_logits - torch_logits).max() < 1e-3
-    assert torch_logits.std() > 0.5  # the head spreads scores, so parity is not trivial
+    reference = torch_logits(toy_checkpoint, toy_model_dir, pairs)
+    assert np.abs(onnx_logits - reference).max() < 1e-3
+    assert reference.std() > 0.5  # the head spreads scores, so parity is not trivial
 
 
 def test_int8_agrees_with_pytorch_on_decisions_and_probabilities(
     toy_checkpoint: Path, toy_model_dir: Path
 ) -> None:
     pairs = sample_pairs()
-    reference = 1 / (1 + np.exp(-_torch_logits(toy_checkpoint, toy_model_dir, pairs)))
+    reference = 1 / (1 + np.exp(-torch_logits(toy_checkpoint, toy_model_dir, pairs)))
     int8 = load_classifier(Settings(model_dir=toy_model_dir, provider="cpu")).predict(pairs)
     agreement = np.mean((int8 >= 0.5) == (reference >= 0.5))
     assert agreement >= 0.99

@@ -8,28 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tiny_model import sample_pairs
+from tests.tiny_model import sample_pairs, torch_logits
 from worker.errors import CopeError, ModelError
 from worker.model.export import load_torch_classifier
 from worker.model.recover import recover_checkpoint
-from worker.model.runtime import load_classifier, pad_batch
-from worker.settings import Settings
 
 
 def _state(checkpoint: Path) -> dict[str, np.ndarray]:
     model = load_torch_classifier(checkpoint)
     return {key: value.numpy() for key, value in model.state_dict().items()}
-
-
-def _logits(checkpoint: Path, model_dir: Path) -> np.ndarray:
-    import torch
-
-    classifier = load_classifier(Settings(model_dir=model_dir, provider="cpu"), variant="fp32")
-    feed = pad_batch(classifier.tokenizer.rows(sample_pairs()), classifier.tokenizer.pad_id)
-    model = load_torch_classifier(checkpoint)
-    with torch.no_grad():
-        logits = model(**{name: torch.from_numpy(array) for name, array in feed.items()}).logits
-    return np.asarray(logits.numpy().reshape(-1))
 
 
 def test_fp32_recovery_returns_every_weight_exactly(
@@ -53,8 +40,8 @@ def test_int8_recovery_scores_like_the_trained_model(
     query = "bert.encoder.layer.3.attention.self.query.weight"
     step = np.abs(original[query]).max(axis=1, keepdims=True) / 127  # per-channel int8 step
     assert np.all(np.abs(recovered[query] - original[query]) <= step / 2 + 1e-6)
-    reference = _logits(toy_checkpoint, toy_model_dir)
-    back = _logits(tmp_path / "back", toy_model_dir)
+    reference = torch_logits(toy_checkpoint, toy_model_dir, sample_pairs())
+    back = torch_logits(tmp_path / "back", toy_model_dir, sample_pairs())
     assert np.mean((back >= 0) == (reference >= 0)) >= 0.98
     assert np.abs(back - reference).max() < 0.5
     assert reference.std() > 0.5  # scores spread, so agreement is not trivial
