@@ -123,9 +123,10 @@ class TrainConfig:
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
             raise ModelError("twin weight must be at least 0, with an even batch size")
         for key, weight in self.draw_weights:
-            if not 0 < weight < math.inf or key.count(":") > 1 or not all(key.split(":")):
+            if not 0 < weight < math.inf or key.count(":") > 2 or not all(key.split(":")):
                 raise ModelError(
-                    f"draw weights must be AREA=W or AREA:DATASET=W, W above 0; got {key}={weight}"
+                    "draw weights must be AREA, EDIT, AREA:DATASET or AREA:DATASET:TRAIT=W, "
+                    f"W above 0; got {key}={weight}"
                 )
 
 
@@ -147,12 +148,14 @@ def pair_key(pair: Pair) -> str:
 class TrainingData:
     """Training pairs, the policy text of every id, and the edit that flipped each pair.
 
-    ``flipped_by`` is ``""`` for a pair whose label is its content's own.
+    ``flipped_by`` is ``""`` for a pair whose label is its content's own;
+    ``traits`` holds each content's traits (``hatecheck:ident_pos_nh``) by id.
     """
 
     pairs: list[Pair]
     policy_texts: dict[str, str]
     flipped_by: list[str]
+    traits: dict[str, frozenset[str]]
 
     @cached_property
     def flipped(self) -> list[bool]:
@@ -196,7 +199,8 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
         flipped_by.append(decided[1] if decided and pair.label != base else "")
     if config.twin_policy == "unedited":
         policy_texts |= _add_unedited_twins(pairs, flipped_by, by_id, items)
-    return TrainingData(pairs, policy_texts, flipped_by)
+    traits = {item.content_id: item.traits for item in texts}
+    return TrainingData(pairs, policy_texts, flipped_by, traits)
 
 
 def _add_unedited_twins(
@@ -247,23 +251,62 @@ def _source_weights(
 
 
 def _checked_draw_weights(
-    config: TrainConfig, groups: dict[tuple[str, str, str], list[int]]
+    config: TrainConfig, data: TrainingData, groups: dict[tuple[str, str, str], list[int]]
 ) -> dict[str, float]:
-    """The run's draw weights by key, each naming an area or an area's labelled data set.
+    """The run's draw weights by key, each naming an area, an edit whose flips are drawn
+    by edit, an area's labelled data set, or a trait of that data set's texts.
 
     A key that names nothing would silently change nothing, so it is an error.
     """
-    known = {area for area, _, _ in groups} | {
-        f"{area}:{source}" for area, source, kind in groups if kind != "flip"
-    }
+    by_edit = config.flip_balance in ("edit", "pooled")
+    known = {area for area, _, _ in groups}
+    for area, source, kind in groups:
+        if kind != "flip":
+            known.add(f"{area}:{source}")
+        elif by_edit:
+            known.add(source)
     weights = dict(config.draw_weights)
+    if any(key.count(":") == 2 for key in weights):
+        known |= {
+            f"{area}:{trait}"
+            for (area, source, kind), members in groups.items()
+            if kind != "flip"
+            for trait in {t for i in members for t in data.traits[data.pairs[i].content_id]}
+            if trait.startswith(f"{source}:")
+        }
     unknown = sorted(set(weights) - known)
     if unknown:
         raise ModelError(
-            f"draw weight for {', '.join(unknown)}: no such area or area:dataset in the "
-            f"training data (areas: {', '.join(sorted({a for a, _, _ in groups}))})"
+            f"draw weight for {', '.join(unknown)}: no such area, edit drawn by edit, "
+            f"area:dataset or area:dataset:trait in the training data "
+            f"(areas: {', '.join(sorted({a for a, _, _ in groups}))})"
         )
     return weights
+
+
+def _weigh_traits(
+    data: TrainingData,
+    groups: dict[tuple[str, str, str], list[int]],
+    weights: dict[str, float],
+    rng: random.Random,
+) -> None:
+    """Repeat, in each labelled group's walk, the pairs whose content has a weighted trait.
+
+    A weight of 2.5 puts such a pair in the walk twice or three times, three
+    half the time; the group's share of draws stays as its size decided.
+    """
+    for (area, source, kind), members in groups.items():
+        prefix = f"{area}:{source}:"
+        wanted = {key[len(area) + 1 :]: w for key, w in weights.items() if key.startswith(prefix)}
+        if kind == "flip" or not wanted:
+            continue
+        walk = []
+        for index in members:
+            traits = data.traits[data.pairs[index].content_id]
+            weight = max((w for trait, w in wanted.items() if trait in traits), default=1.0)
+            walk += [index] * (int(weight) + (rng.random() < weight % 1))
+        rng.shuffle(walk)
+        members[:] = walk or members  # every weight below 1 and no luck
 
 
 def _twins(data: TrainingData) -> dict[tuple[str, str, int], list[int]]:
@@ -323,7 +366,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     ``draw_weights`` multiply an area's chance (``hate``) or a data set's
     within its area (``hate:hatecheck``) for the labelled draws: under hate
     policies HateCheck's positive statements about groups were drawn about
-    once in a thousand draws. Pooled flips keep their own share.
+    once in a thousand draws. Pooled flips keep their own share, which an
+    edit's weight (``hate-threats``) shares out unevenly when flips are drawn
+    by edit. A trait's weight (``hate:hatecheck:ident_pos_nh``) repeats the
+    texts that have it within their data set's draws: the non-hateful group
+    mentions HateCheck holds are a few among thousands of negatives.
     """
     rng = random.Random(config.seed)
     groups: dict[tuple[str, str, str], list[int]] = {}
@@ -336,7 +383,7 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     for members in groups.values():
         rng.shuffle(members)
     areas = sorted({area for area, _, _ in groups})
-    boost = _checked_draw_weights(config, groups)
+    boost = _checked_draw_weights(config, data, groups)
     weights = [
         (config.unrelated_weight if area in UNRELATED_AREAS else 1.0) * boost.get(area, 1.0)
         for area in areas
@@ -345,9 +392,14 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     order: list[int] = []
     flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
     if by_edit:
-        flipping = {area: (names, [1.0] * len(names)) for area, (names, _) in flipping.items()}
+        flipping = {
+            area: (names, [boost.get(name, 1.0) for name in names])
+            for area, (names, _) in flipping.items()
+        }
     labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"}, boost)
+    _weigh_traits(data, groups, boost, rng)
     every_edit = sorted((area, name) for area, (names, _) in flipping.items() for name in names)
+    edit_weights = [boost.get(name, 1.0) for _, name in every_edit]
     twins = _twins(data) if config.twin_weight > 0 else None
     unedited_at = (
         {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
@@ -360,7 +412,9 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
         can_flip = bool(every_edit) if pooled else area in flipping
         if can_flip and (area not in labelled or rng.random() < config.flip_share):
             kind = "flip"
-            if pooled:
+            if pooled and any(w != 1.0 for w in edit_weights):
+                area, source = rng.choices(every_edit, edit_weights)[0]
+            elif pooled:
                 area, source = rng.choice(every_edit)
             else:
                 source = rng.choices(*flipping[area])[0]
@@ -696,8 +750,10 @@ def add_train_arguments(parser: Any) -> None:
         "--draw-weight",
         action="append",
         default=[],
-        metavar="AREA[:DATASET]=W",
-        help="multiply the labelled draws of an area, or of a data set within it (repeatable)",
+        metavar="KEY=W",
+        help="multiply the draws of an area (hate), an edit's flips (hate-threats; with "
+        "--flip-balance edit or pooled), a data set within an area (hate:hatecheck), or "
+        "that set's texts with a trait (hate:hatecheck:ident_pos_nh); repeatable",
     )
     parser.add_argument(
         "--attention-dropout",
@@ -723,7 +779,9 @@ def parse_draw_weights(entries: Sequence[str]) -> tuple[tuple[str, float], ...]:
         except ValueError:
             weight = None
         if weight is None or not key.strip():
-            raise ModelError(f"a draw weight is AREA[:DATASET]=W, got {entry!r}")
+            raise ModelError(
+                f"a draw weight is KEY=W (AREA, EDIT, AREA:DATASET[:TRAIT]), got {entry!r}"
+            )
         parsed.append((key.strip(), weight))
     return tuple(parsed)
 

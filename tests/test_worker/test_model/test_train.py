@@ -170,7 +170,8 @@ def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
         {"draw_weights": (("hate", float("inf")),)},
         {"draw_weights": (("hate", float("nan")),)},
         {"draw_weights": (("hate:hatecheck", -2.0),)},
-        {"draw_weights": (("hate:hatecheck:x", 2.0),)},
+        {"draw_weights": (("hate:hatecheck:x:y", 2.0),)},
+        {"draw_weights": (("hate::x", 2.0),)},
         {"draw_weights": ((":hatecheck", 2.0),)},
         {"carriers_per_edit": 0},
     ],
@@ -336,6 +337,63 @@ def test_draw_weights_raise_an_areas_and_a_data_sets_share_of_the_labelled_draws
     _, more_hatecheck, _ = shares((("hate:hatecheck", 4.0),))
     assert more_hatecheck > hatecheck + 0.15
     assert abs(same_flips - flips) < 0.02  # pooled flips keep their own share
+
+
+def test_an_edits_draw_weight_shares_the_pooled_flips_out_unevenly(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from collections import Counter
+
+    from worker.errors import ModelError
+    from worker.model.train import training_data, training_order
+
+    config = _sampling_config(data_dir, tiny_checkpoint, flip_share=0.4, flip_balance="pooled")
+    data = training_data(config)
+    plain = Counter(data.flipped_by[i] for i in training_order(data, config, 20000))
+    heavy = replace(config, draw_weights=(("hate-threats", 3.0),))
+    weighted = Counter(data.flipped_by[i] for i in training_order(data, heavy, 20000))
+    others = [edit for edit in plain if edit and edit != "hate-threats"]
+    assert others
+    ratio = weighted["hate-threats"] / (sum(weighted[e] for e in others) / len(others))
+    assert 2.5 < ratio < 3.5
+    assert abs(weighted[""] - plain[""]) < 0.03 * 20000  # the flips' share is unchanged
+    by_source = replace(heavy, flip_balance="source")  # flips not drawn by edit: it names nothing
+    with pytest.raises(ModelError, match="hate-threats"):
+        training_order(data, by_source, 10)
+
+
+def test_a_traits_draw_weight_repeats_its_texts_within_their_data_sets_draws(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from collections import Counter
+
+    from worker.errors import ModelError
+    from worker.model.train import area_of, training_data, training_order
+
+    cases = data_dir / "hatecheck" / "test_suite_cases.csv"
+    cases.write_text(cases.read_text() + "3,ident_pos_nh,4,I love [group].,non-hateful\n")
+    config = _sampling_config(data_dir, tiny_checkpoint)
+    data = training_data(config)
+
+    def drawn(weights: tuple[tuple[str, float], ...]) -> tuple[Counter[str], float]:
+        order = training_order(data, replace(config, draw_weights=weights), 20000)
+        hate = [
+            data.pairs[i]
+            for i in order
+            if not data.flipped[i] and area_of(data.pairs[i].policy_id) == "hate"
+        ]
+        negatives = Counter(p.content_id for p in hate if p.source == "hatecheck" and not p.label)
+        return negatives, sum(p.source == "hatecheck" for p in hate) / len(hate)
+
+    plain, share = drawn(())
+    boosted, same_share = drawn((("hate:hatecheck:ident_pos_nh", 4.0),))
+    before = plain["hatecheck-4"] / plain["hatecheck-3"]  # a positive mention, a quote
+    after = boosted["hatecheck-4"] / boosted["hatecheck-3"]
+    assert 3.0 < after / before < 5.0
+    assert abs(share - same_share) < 0.03  # HateCheck's share of hate draws is unchanged
+    for typo in ("hate:hatecheck:ident_poss_nh", "hate:davidson:ident_pos_nh"):
+        with pytest.raises(ModelError, match=typo):
+            training_order(data, replace(config, draw_weights=((typo, 2.0),)), 10)
 
 
 def test_a_draw_weight_naming_nothing_in_the_data_is_a_clear_error(
