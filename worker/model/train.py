@@ -94,6 +94,7 @@ class TrainConfig:
     flip_share: float = 0.15
     flip_balance: str = "source"
     twin_weight: float = 0.0
+    twin_margin: float = 0.0
     twin_policy: str = "area"
     draw_weights: tuple[tuple[str, float], ...] = ()
     attention_dropout: float = 0.0
@@ -120,6 +121,8 @@ class TrainConfig:
             raise ModelError(f"carriers per edit must be at least 1, got {self.carriers_per_edit}")
         if not 0.0 <= self.attention_dropout < 1.0:
             raise ModelError(f"attention dropout must be in [0, 1), got {self.attention_dropout}")
+        if not 0.0 <= self.twin_margin < math.inf:
+            raise ModelError(f"twin margin must be at least 0, got {self.twin_margin}")
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
             raise ModelError("twin weight must be at least 0, with an even batch size")
         for key, weight in self.draw_weights:
@@ -553,12 +556,18 @@ def pair_logits(model: Any, rows: Sequence[TokenRow], pad_id: int) -> tuple[list
 
 
 def twin_loss(
-    chosen: Sequence[Pair], indices: Sequence[int], logits: Any, twins: Sequence[tuple[int, int]]
+    chosen: Sequence[Pair],
+    indices: Sequence[int],
+    logits: Any,
+    twins: Sequence[tuple[int, int]],
+    margin: float = 0.0,
 ) -> Any:
     """Ranking loss of the twins scored in this pass, as a share of the batch's twins.
 
-    ``softplus(-(positive - negative))``: zero gradient from the content's
-    prior, since both logits see the same content.
+    ``softplus(margin - (positive - negative))``: zero gradient from the
+    content's prior, since both logits see the same content. A margin asks
+    for a wider gap: an edit that moves the score the right way but too
+    little to cross the threshold still costs.
     """
     import torch
 
@@ -570,7 +579,7 @@ def twin_loss(
             margins.append(gap if chosen[first].label > chosen[second].label else -gap)
     if not margins:
         return logits.sum() * 0.0
-    return torch.nn.functional.softplus(-torch.stack(margins)).sum() / len(twins)
+    return torch.nn.functional.softplus(margin - torch.stack(margins)).sum() / len(twins)
 
 
 def batch_backward(
@@ -597,7 +606,8 @@ def batch_backward(
         )
         loss = loss_fn(logits.float(), targets) * (len(indices) / len(chosen))
         if config.twin_weight > 0:
-            loss = loss + config.twin_weight * twin_loss(chosen, indices, logits.float(), twins)
+            ranked = twin_loss(chosen, indices, logits.float(), twins, config.twin_margin)
+            loss = loss + config.twin_weight * ranked
         loss.backward()
         total += loss.item()
     return total
@@ -740,6 +750,12 @@ def add_train_arguments(parser: Any) -> None:
         help="draw each flip beside its twin and rank them at this weight (0: off)",
     )
     parser.add_argument(
+        "--twin-margin",
+        type=float,
+        default=0.0,
+        help="logit gap between a flip and its twin below which the ranking term still costs",
+    )
+    parser.add_argument(
         "--twin-policy",
         choices=TWIN_POLICIES,
         default="area",
@@ -805,6 +821,7 @@ def run_from_arguments(args: Any) -> None:
         flip_balance=args.flip_balance,
         twin_policy=args.twin_policy,
         twin_weight=args.twin_weight,
+        twin_margin=args.twin_margin,
         draw_weights=parse_draw_weights(args.draw_weight),
         attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,

@@ -174,6 +174,8 @@ def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
         {"draw_weights": (("hate::x", 2.0),)},
         {"draw_weights": ((":hatecheck", 2.0),)},
         {"carriers_per_edit": 0},
+        {"twin_margin": -1.0},
+        {"twin_margin": float("nan")},
     ],
 )
 def test_an_impossible_training_setting_is_refused_before_any_work(
@@ -291,6 +293,9 @@ def test_the_twin_ranking_loss_pushes_only_the_twins_apart() -> None:
     assert twin_loss(chosen, [0, 1, 2, 3], right, twins) < 0.05 < loss
     half = twin_loss(chosen, [0, 2, 3], right[[0, 2, 3]], twins)
     assert half.item() == 0.0  # a twin split between passes adds nothing
+    wide = twin_loss(chosen, [0, 1, 2, 3], right, twins, margin=6.0)
+    assert wide > 1.0  # a gap of 4 falls short of a margin of 6
+    assert twin_loss(chosen, [0, 1, 2, 3], right * 3, twins, margin=6.0) < 0.01
 
 
 def test_each_data_set_is_drawn_with_both_labels_evenly(
