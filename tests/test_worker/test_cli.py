@@ -207,6 +207,25 @@ def test_export_rejects_an_unknown_variant(
     assert "unknown variant 'int4'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--twin-margin", "-1"], "twin margin must be at least 0"),
+        (["--draw-weight", "hate:hatecheck:ident_pos_nh:x=2"], "draw weights must be"),
+        (["--draw-weight", "hate:hatecheck:ident_pos_nh"], "a draw weight is KEY=W"),
+    ],
+)
+def test_train_refuses_a_bad_option_before_making_a_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    run = tmp_path / "run"
+    assert main(["model", "train", str(run), *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not run.exists()
+
+
 def test_eval_reports_the_contract_fields_and_writes_predictions(
     tiny_model_dir: Path,
     policies: dict[str, str],
