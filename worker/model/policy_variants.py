@@ -289,6 +289,8 @@ def variant_pairs(
             for edit in HARM_AREAS[area].edits:
                 if item.traits & edit.relabel.keys():
                     carriers = [variant for variant in pool if edit in variant.edits]
+                    if not carriers:  # few variants: none of this split carries the edit
+                        continue
                     chosen.append(rng.choice(carriers))  # drawn alone first: seeds' pairs stay
                     others = [variant for variant in carriers if variant not in chosen]
                     chosen += rng.sample(others, min(carriers_per_edit - 1, len(others)))

@@ -95,6 +95,7 @@ class TrainConfig:
     flip_balance: str = "source"
     twin_weight: float = 0.0
     twin_margin: float = 0.0
+    kept_partner_share: float = 0.0
     twin_policy: str = "area"
     draw_weights: tuple[tuple[str, float], ...] = ()
     attention_dropout: float = 0.0
@@ -121,6 +122,12 @@ class TrainConfig:
             raise ModelError(f"carriers per edit must be at least 1, got {self.carriers_per_edit}")
         if not 0.0 <= self.attention_dropout < 1.0:
             raise ModelError(f"attention dropout must be in [0, 1), got {self.attention_dropout}")
+        if not 0.0 <= self.kept_partner_share <= 1.0:
+            raise ModelError(
+                f"kept partner share must be between 0 and 1, got {self.kept_partner_share}"
+            )
+        if self.kept_partner_share > 0 and self.twin_weight <= 0:
+            raise ModelError("a kept partner share must be used with a twin weight above 0")
         if not 0.0 <= self.twin_margin < math.inf:
             raise ModelError(f"twin margin must be at least 0, got {self.twin_margin}")
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
@@ -323,7 +330,8 @@ def _twins(data: TrainingData) -> dict[tuple[str, str, int], list[int]]:
 
 
 def twin_positions(chosen: Sequence[Pair], flipped: Sequence[bool]) -> list[tuple[int, int]]:
-    """A batch's (flipped, twin) positions: aligned neighbours of one content and area.
+    """A batch's (flipped, partner) positions: aligned neighbours with opposite labels,
+    either one content in one area (a twin) or one policy (a kept partner).
 
     Recognised from the pairs themselves, so a unit cut at the end of the
     schedule, or two plain draws side by side, is never taken for twins.
@@ -334,9 +342,11 @@ def twin_positions(chosen: Sequence[Pair], flipped: Sequence[bool]) -> list[tupl
         if (
             flipped[first]
             and not flipped[first + 1]
-            and a.content_id == b.content_id
-            and area_of(a.policy_id) == area_of(b.policy_id)
             and a.label != b.label
+            and (
+                a.policy_id == b.policy_id
+                or (a.content_id == b.content_id and area_of(a.policy_id) == area_of(b.policy_id))
+            )
         ):
             found.append((first, first + 1))
     return found
@@ -364,7 +374,12 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     With twins on (``twin_weight`` > 0) the order is made of two-pair units:
     a flipped pair and its twin, or two other draws. The twin is any pair of
     the same content and area with the other label (``twin_policy="area"``)
-    or the flip's own policy without the edit (``"unedited"``).
+    or the flip's own policy without the edit (``"unedited"``). With
+    ``kept_partner_share`` above 0 that share of flips is drawn instead beside
+    another text of the same data set under the flip's very policy, whose
+    label the edit left as the other one: a twin shows that the clause
+    matters, a kept partner which texts it covers, so that "a policy with an
+    exclusion flags less" stops paying.
 
     ``draw_weights`` multiply an area's chance (``hate``) or a data set's
     within its area (``hate:hatecheck``) for the labelled draws: under hate
@@ -409,6 +424,12 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
         if twins is not None and config.twin_policy == "unedited"
         else {}
     )
+    kept_partners: dict[tuple[str, str, int], list[int]] = {}
+    if twins is not None and config.kept_partner_share > 0:
+        for position, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
+            if not flip:
+                key = (pair.policy_id, pair.source, pair.label)
+                kept_partners.setdefault(key, []).append(position)
     waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
     while len(order) + len(waiting) < count:
         area = rng.choices(areas, weights)[0]
@@ -431,6 +452,11 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
             order.append(drawn)
             continue
         pair = data.pairs[drawn]
+        if kind == "flip" and kept_partners and rng.random() < config.kept_partner_share:
+            kept = kept_partners.get((pair.policy_id, pair.source, 1 - pair.label))
+            if kept:
+                order += [drawn, rng.choice(kept)]
+                continue
         partners = twins.get((pair.content_id, area, 1 - pair.label)) if kind == "flip" else None
         exact = (
             unedited_at.get((unedited_id(pair.policy_id), pair.content_id)) if partners else None
@@ -756,6 +782,13 @@ def add_train_arguments(parser: Any) -> None:
         help="logit gap between a flip and its twin below which the ranking term still costs",
     )
     parser.add_argument(
+        "--kept-partner-share",
+        type=float,
+        default=0.0,
+        help="share of flips drawn beside a text of the other label under the same policy "
+        "instead of their twin (needs --twin-weight)",
+    )
+    parser.add_argument(
         "--twin-policy",
         choices=TWIN_POLICIES,
         default="area",
@@ -822,6 +855,7 @@ def run_from_arguments(args: Any) -> None:
         twin_policy=args.twin_policy,
         twin_weight=args.twin_weight,
         twin_margin=args.twin_margin,
+        kept_partner_share=args.kept_partner_share,
         draw_weights=parse_draw_weights(args.draw_weight),
         attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,

@@ -246,6 +246,24 @@ def test_more_carriers_put_a_flipped_text_under_several_policies_sharing_the_edi
     assert set(one) <= set(three)  # the one-carrier pairs of a seed stay
 
 
+def test_a_text_whose_edit_no_policy_carries_still_gets_its_plain_pairs(
+    variants: list[PolicyVariant],
+) -> None:
+    split = split_of(RECLAIMED.content_id)
+    held = split == "validation"
+    without = [
+        v
+        for v in variants
+        if v.area == "hate"
+        and v.held_out == held
+        and all(edit.key != "hate+reclaimed" for edit in v.edits)
+    ]
+    assert without
+    pairs = variant_pairs([RECLAIMED], without, split, held_out=held)
+    assert pairs
+    assert {pair.label for pair in pairs} == {0}  # reclaimed slurs are not hate by default
+
+
 def test_fewer_than_one_carrier_per_edit_is_refused(variants: list[PolicyVariant]) -> None:
     with pytest.raises(ModelError, match="carriers per edit"):
         variant_pairs([], variants, "train", held_out=False, carriers_per_edit=0)

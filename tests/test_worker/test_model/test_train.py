@@ -175,6 +175,8 @@ def test_pooled_flips_are_a_share_of_all_draws_spread_evenly_over_every_edit(
         {"draw_weights": ((":hatecheck", 2.0),)},
         {"carriers_per_edit": 0},
         {"twin_margin": -1.0},
+        {"kept_partner_share": 1.5},
+        {"kept_partner_share": 0.5},  # without a twin weight no partner is ever drawn
         {"twin_margin": float("nan")},
     ],
 )
@@ -266,6 +268,51 @@ def test_each_flip_is_drawn_beside_its_twin_and_bucketing_keeps_them_in_one_batc
         found += len(twins)
         assert all(data.flipped[batch[first]] for first, _ in twins)
     assert found == sum(data.flipped[i] for i in order[:4000])  # no twin split by a batch edge
+
+
+def test_a_kept_partner_is_a_text_of_the_other_label_under_the_flips_own_policy(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.model.train import training_data, training_order, twin_positions
+
+    cases = data_dir / "hatecheck" / "test_suite_cases.csv"
+    rows = [f"{i},derog_neg_attrib_h,{i},[group] are all liars {i}.,hateful\n" for i in (4, 6, 7)]
+    cases.write_text(cases.read_text() + "".join(rows))
+    config = _sampling_config(
+        data_dir,
+        tiny_checkpoint,
+        flip_share=0.5,
+        flip_balance="pooled",
+        twin_weight=1.0,
+        twin_policy="unedited",
+        variants_per_area=12,
+        variant_pairs_per_text=12,
+    )
+    data = training_data(config)
+
+    def units(share: float) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        order = training_order(data, replace(config, kept_partner_share=share), 4000)
+        chosen = [data.pairs[i] for i in order]
+        found = twin_positions(chosen, [data.flipped[i] for i in order])
+        pairs = [(order[a], order[b]) for a, b in found]
+        same_policy = [
+            (a, b) for a, b in pairs if data.pairs[a].policy_id == data.pairs[b].policy_id
+        ]
+        return pairs, same_policy
+
+    _, none = units(0.0)
+    assert not none  # without the option every partner is a twin
+    pairs, kept = units(1.0)
+    assert kept
+    for flip, partner in kept:
+        a, b = data.pairs[flip], data.pairs[partner]
+        assert data.flipped[flip]
+        assert not data.flipped[partner]
+        assert a.content_id != b.content_id
+        assert a.label != b.label
+        assert a.source == b.source
+    pairs, kept = units(0.5)
+    assert 0 < len(kept) < len(pairs)  # the rest keep their twins
 
 
 def test_the_twin_ranking_loss_pushes_only_the_twins_apart() -> None:
