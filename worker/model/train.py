@@ -28,7 +28,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from itertools import groupby
@@ -319,13 +319,14 @@ def _weigh_traits(
         members[:] = walk or members  # every weight below 1 and no luck
 
 
-def _twins(data: TrainingData) -> dict[tuple[str, str, int], list[int]]:
-    """Unflipped pairs by content, area and label: where a flipped pair finds its twin."""
+def _unflipped_by(
+    data: TrainingData, key: Callable[[Pair], tuple[str, str, int]]
+) -> dict[tuple[str, str, int], list[int]]:
+    """Positions of the pairs no edit flipped, by ``key``: where a flip finds its partner."""
     index: dict[tuple[str, str, int], list[int]] = {}
     for position, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
         if not flip:
-            key = (pair.content_id, area_of(pair.policy_id), pair.label)
-            index.setdefault(key, []).append(position)
+            index.setdefault(key(pair), []).append(position)
     return index
 
 
@@ -418,25 +419,29 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     _weigh_traits(data, groups, boost, rng)
     every_edit = sorted((area, name) for area, (names, _) in flipping.items() for name in names)
     edit_weights = [boost.get(name, 1.0) for _, name in every_edit]
-    twins = _twins(data) if config.twin_weight > 0 else None
+    edits_weighted = any(weight != 1.0 for weight in edit_weights)  # else earlier runs' stream
+    twins = (
+        _unflipped_by(data, lambda p: (p.content_id, area_of(p.policy_id), p.label))
+        if config.twin_weight > 0
+        else None
+    )
     unedited_at = (
         {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
         if twins is not None and config.twin_policy == "unedited"
         else {}
     )
-    kept_partners: dict[tuple[str, str, int], list[int]] = {}
-    if twins is not None and config.kept_partner_share > 0:
-        for position, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
-            if not flip:
-                key = (pair.policy_id, pair.source, pair.label)
-                kept_partners.setdefault(key, []).append(position)
+    kept_partners = (
+        _unflipped_by(data, lambda p: (p.policy_id, p.source, p.label))
+        if twins is not None and config.kept_partner_share > 0
+        else {}
+    )
     waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
     while len(order) + len(waiting) < count:
         area = rng.choices(areas, weights)[0]
         can_flip = bool(every_edit) if pooled else area in flipping
         if can_flip and (area not in labelled or rng.random() < config.flip_share):
             kind = "flip"
-            if pooled and any(w != 1.0 for w in edit_weights):
+            if pooled and edits_weighted:
                 area, source = rng.choices(every_edit, edit_weights)[0]
             elif pooled:
                 area, source = rng.choice(every_edit)
@@ -590,10 +595,11 @@ def twin_loss(
 ) -> Any:
     """Ranking loss of the twins scored in this pass, as a share of the batch's twins.
 
-    ``softplus(margin - (positive - negative))``: zero gradient from the
-    content's prior, since both logits see the same content. A margin asks
-    for a wider gap: an edit that moves the score the right way but too
-    little to cross the threshold still costs.
+    ``softplus(margin - (positive - negative))``. For a twin, both logits
+    see the same content, so the content's prior gets no gradient; a kept
+    partner is another text under the same policy, so the policy's does not.
+    A margin asks for a wider gap: an edit that moves the score the right
+    way but too little to cross the threshold still costs.
     """
     import torch
 
