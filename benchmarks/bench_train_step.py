@@ -26,14 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_runtime import _cpu_model  # noqa: E402
 from worker.model.export import base_checkpoint_dir, load_torch_classifier  # noqa: E402
-from worker.model.train import (  # noqa: E402
-    _LIBRARY,
-    TrainConfig,
-    _tokenizer,
-    batch_backward,
-    batch_schedule,
-    training_data,
-)
+from worker.model.sampling import batch_schedule  # noqa: E402
+from worker.model.train import _LIBRARY, batch_backward  # noqa: E402
+from worker.model.train_config import TrainConfig  # noqa: E402
+from worker.model.training_data import training_data, training_tokenizer  # noqa: E402
 
 VARIANTS = {"attention_dropout_0.1": 0.1, "attention_dropout_0.0": 0.0}
 
@@ -49,7 +45,7 @@ def main() -> None:
 
     checkpoint = args.checkpoint or base_checkpoint_dir()
     config = TrainConfig(out="unused", policies=tuple(_LIBRARY.split(",")))
-    tokenizer = _tokenizer(config)
+    tokenizer = training_tokenizer(config)
     data = training_data(config, tokenizer)
     order = batch_schedule(data, config, (args.steps + 1) * config.batch_size)
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]

@@ -25,10 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from policy_registry import library_ids, library_policy  # noqa: E402
-from worker.model.dataset import load_all, split_of  # noqa: E402
+from worker.model.dataset import (  # noqa: E402
+    DEFAULT_DATA_DIR,
+    load_all,
+    split_of,
+)
 from worker.model.manifest import load_manifest  # noqa: E402
 from worker.model.runtime import load_classifier, pad_batch  # noqa: E402
-from worker.model.train import DEFAULT_DATA_DIR  # noqa: E402
 from worker.settings import SHIPPED_MODEL_DIR, Settings  # noqa: E402
 
 

@@ -333,7 +333,7 @@ def _thresholds(value: str) -> tuple[float, ...]:
 
 def _variant_options(parser: argparse.ArgumentParser) -> None:
     """Data and generated-policy options; defaults match ``cope model train``'s."""
-    from worker.model.train import TrainConfig
+    from worker.model.train_config import TrainConfig
 
     defaults = TrainConfig(out="", policies=())
     parser.add_argument("--data-dir", help="labelled data (default: ../shared/data)")

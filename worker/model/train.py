@@ -7,527 +7,51 @@ new run with the same ``OUT`` continues from there. A pair whose content spans
 several windows is scored as the maximum over its windows, exactly as the
 runtime scores it, so training and serving agree.
 
-Pairs come from the library policies and from generated variants
-(``policy_variants``); batches are drawn evenly across harm areas and labels,
-with a share of the pairs whose label an include or exclude edit flipped,
-because those are the pairs that can only be learnt by reading the policy.
-With ``twin_weight`` above zero every flipped pair is drawn beside its
-twin (the same content under a policy of the same area that keeps the other
-label; with ``twin_policy="unedited"`` the very same policy without the
-edit) in one batch, and a ranking term asks the flipped policy's score to
-sit on the right side of the twin's: the two differ only in the policy, so
-the prior on the content cancels and only reading the edit lowers the loss.
-Teacher soft labels, where given, replace or blend with the gold labels.
+Pairs come from ``training_data`` and are drawn by ``sampling``; a
+flipped pair beside its twin or kept partner adds a ranking term
+(``twin_loss``). Teacher soft labels, where given, replace or blend with the
+gold labels.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from functools import cached_property
+from collections.abc import Sequence
+from dataclasses import asdict
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from policy_registry import library_policy
 from worker.errors import ModelError
-from worker.model.dataset import (
-    DEFAULT_DATA_DIR,
-    UNRELATED_AREAS,
-    LabelledText,
-    Pair,
-    build_pairs,
-    contradicted_share,
-    load_all,
-)
+from worker.model.dataset import DEFAULT_DATA_DIR, Pair, contradicted_share
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
-from worker.model.policy_variants import (
-    PolicyVariant,
-    generate_variants,
-    unedited_id,
-    variant_pairs,
-)
 from worker.model.runtime import pad_batch
+from worker.model.sampling import batch_schedule, twin_positions
 from worker.model.tokenize import PairTokenizer, TokenRow
+from worker.model.train_config import FLIP_BALANCES, TWIN_POLICIES, TrainConfig
+from worker.model.training_data import (
+    TrainingData,
+    pair_key,
+    training_data,
+    training_tokenizer,
+    write_pairs,
+)
 
-__all__ = ["TrainConfig", "TrainingData", "pair_key", "train", "training_data"]
+__all__ = ["add_train_arguments", "run_from_arguments", "train"]
 
 LAST = "last"
-BUCKET_BATCHES = 8
-SINGLE_LABEL_WEIGHT = 0.2
-FLIP_BALANCES = ("source", "edit", "pooled")
-TWIN_POLICIES = ("area", "unedited")
 MAX_ROWS_PER_PASS = 32
 STATE_FILE = "train_state.pt"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a run; stored beside its checkpoints."""
-
-    out: str
-    policies: tuple[str, ...]
-    data_dir: str = str(DEFAULT_DATA_DIR)
-    base: str = ""
-    steps: int = 1000
-    batch_size: int = 16
-    learning_rate: float = 3e-5
-    warmup_steps: int = 50
-    max_length: int = 512
-    max_policy_tokens: int = 400
-    window_stride: int = 64
-    checkpoint_every: int = 50
-    seed: int = 13
-    davidson_limit: int = 4000
-    variants_per_area: int = 40
-    variant_pairs_per_text: int = 2
-    carriers_per_edit: int = 1
-    flip_share: float = 0.15
-    flip_balance: str = "source"
-    twin_weight: float = 0.0
-    twin_margin: float = 0.0
-    kept_partner_share: float = 0.0
-    twin_policy: str = "area"
-    draw_weights: tuple[tuple[str, float], ...] = ()
-    attention_dropout: float = 0.0
-    unrelated_weight: float = 0.25
-    init_from: str = ""
-    soft_labels: str = ""
-    soft_label_weight: float = 1.0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.flip_share <= 1.0:
-            raise ModelError(f"flip share must be between 0 and 1, got {self.flip_share}")
-        if self.flip_balance not in FLIP_BALANCES:
-            raise ModelError(
-                f"flip balance must be one of {', '.join(FLIP_BALANCES)}, got {self.flip_balance!r}"
-            )
-        if self.twin_policy not in TWIN_POLICIES:
-            raise ModelError(
-                f"twin policy must be one of {', '.join(TWIN_POLICIES)}, got {self.twin_policy!r}"
-            )
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ModelError("steps, batch size and checkpoint interval must be at least 1")
-        if self.carriers_per_edit < 1:
-            raise ModelError(f"carriers per edit must be at least 1, got {self.carriers_per_edit}")
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ModelError(f"attention dropout must be in [0, 1), got {self.attention_dropout}")
-        if not 0.0 <= self.kept_partner_share <= 1.0:
-            raise ModelError(
-                f"kept partner share must be between 0 and 1, got {self.kept_partner_share}"
-            )
-        if self.kept_partner_share > 0 and self.twin_weight <= 0:
-            raise ModelError("a kept partner share must be used with a twin weight above 0")
-        if not 0.0 <= self.twin_margin < math.inf:
-            raise ModelError(f"twin margin must be at least 0, got {self.twin_margin}")
-        if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):
-            raise ModelError("twin weight must be at least 0, with an even batch size")
-        for key, weight in self.draw_weights:
-            if not 0 < weight < math.inf or key.count(":") > 2 or not all(key.split(":")):
-                raise ModelError(
-                    "draw weights must be AREA, EDIT, AREA:DATASET or AREA:DATASET:TRAIT=W, "
-                    f"W above 0; got {key}={weight}"
-                )
-
-
 def _log(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
-
-
-def area_of(policy_id: str) -> str:
-    """The harm area of a library id (``hate``) or a variant id (``hate/007``)."""
-    return policy_id.split("/", 1)[0]
-
-
-def pair_key(pair: Pair) -> str:
-    """The id a pair has in a pairs file, and so in a teacher's soft labels."""
-    return f"{pair.policy_id}|{pair.content_id}"
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """Training pairs, the policy text of every id, and the edit that flipped each pair.
-
-    ``flipped_by`` is ``""`` for a pair whose label is its content's own;
-    ``traits`` holds each content's traits (``hatecheck:ident_pos_nh``) by id.
-    """
-
-    pairs: list[Pair]
-    policy_texts: dict[str, str]
-    flipped_by: list[str]
-    traits: dict[str, frozenset[str]]
-
-    @cached_property
-    def flipped(self) -> list[bool]:
-        """Whether an edit flipped each pair's label."""
-        return [bool(key) for key in self.flipped_by]
-
-
-def _tokenizer(config: TrainConfig) -> PairTokenizer:
-    base = Path(config.base) if config.base else base_checkpoint_dir()
-    return PairTokenizer(
-        base / TOKENIZER_FILE,
-        max_length=config.max_length,
-        max_policy_tokens=config.max_policy_tokens,
-        window_stride=config.window_stride,
-    )
-
-
-def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -> TrainingData:
-    """The train split under the library policies and the seen generated variants."""
-    texts = load_all(Path(config.data_dir), config.davidson_limit)
-    fits = (tokenizer or _tokenizer(config)).fits_policy
-    variants = generate_variants(config.variants_per_area, seed=config.seed, fits=fits)
-    pairs = build_pairs(texts, set(config.policies), "train") + variant_pairs(
-        texts,
-        variants,
-        "train",
-        held_out=False,
-        per_text=config.variant_pairs_per_text,
-        seed=config.seed,
-        carriers_per_edit=config.carriers_per_edit,
-    )
-    policy_texts = {policy_id: library_policy(policy_id) for policy_id in config.policies}
-    policy_texts |= {v.variant_id: v.text for v in variants if not v.held_out}
-    items = {item.content_id: item for item in texts}
-    by_id = {variant.variant_id: variant for variant in variants}
-    flipped_by = []
-    for pair in pairs:
-        variant, item = by_id.get(pair.policy_id), items[pair.content_id]
-        decided = variant.labelling(item) if variant else None
-        base = item.labels[area_of(pair.policy_id)]
-        flipped_by.append(decided[1] if decided and pair.label != base else "")
-    if config.twin_policy == "unedited":
-        policy_texts |= _add_unedited_twins(pairs, flipped_by, by_id, items)
-    traits = {item.content_id: item.traits for item in texts}
-    return TrainingData(pairs, policy_texts, flipped_by, traits)
-
-
-def _add_unedited_twins(
-    pairs: list[Pair],
-    flipped_by: list[str],
-    variants: dict[str, PolicyVariant],
-    items: dict[str, LabelledText],
-) -> dict[str, str]:
-    """Append each flipped pair's content under its own policy without the edit.
-
-    The two policies differ in the edit's clause alone, the sharpest
-    contradictory example there is. Returns the twins' policy texts by id.
-    """
-    texts: dict[str, str] = {}
-    added: set[tuple[str, str]] = set()
-    for pair, edit in list(zip(pairs, flipped_by, strict=True)):
-        if not edit:
-            continue
-        twin = variants[pair.policy_id].unedited()
-        label = twin.label_for(items[pair.content_id])
-        if label is None or (twin.variant_id, pair.content_id) in added:
-            continue
-        added.add((twin.variant_id, pair.content_id))
-        texts[twin.variant_id] = twin.text
-        pairs.append(Pair(twin.variant_id, pair.content_id, pair.text, label, pair.source))
-        flipped_by.append("")
-    return texts
-
-
-def _source_weights(
-    groups: dict[tuple[str, str, str], list[int]],
-    boost: dict[str, float] | None = None,
-) -> dict[str, tuple[list[str], list[float]]]:
-    """Per area, its data sets and their draw weights: sqrt of size, less if one-sided,
-    times the ``area:dataset`` entry of ``boost`` where there is one."""
-    boost = boost or {}
-    by_area: dict[str, tuple[list[str], list[float]]] = {}
-    for area in sorted({area for area, _, _ in groups}):
-        names = sorted({source for a, source, _ in groups if a == area})
-        weights = []
-        for name in names:
-            size = sum(len(groups.get((area, name, kind), [])) for kind in ("0", "1", "flip"))
-            both = (area, name, "0") in groups and (area, name, "1") in groups
-            weight = math.sqrt(size) * (1.0 if both else SINGLE_LABEL_WEIGHT)
-            weights.append(weight * boost.get(f"{area}:{name}", 1.0))
-        by_area[area] = (names, weights)
-    return by_area
-
-
-def _checked_draw_weights(
-    config: TrainConfig, data: TrainingData, groups: dict[tuple[str, str, str], list[int]]
-) -> dict[str, float]:
-    """The run's draw weights by key, each naming an area, an edit whose flips are drawn
-    by edit, an area's labelled data set, or a trait of that data set's texts.
-
-    A key that names nothing would silently change nothing, so it is an error.
-    """
-    by_edit = config.flip_balance in ("edit", "pooled")
-    known = {area for area, _, _ in groups}
-    for area, source, kind in groups:
-        if kind != "flip":
-            known.add(f"{area}:{source}")
-        elif by_edit:
-            known.add(source)
-    weights = dict(config.draw_weights)
-    if any(key.count(":") == 2 for key in weights):
-        known |= {
-            f"{area}:{trait}"
-            for (area, source, kind), members in groups.items()
-            if kind != "flip"
-            for trait in {t for i in members for t in data.traits[data.pairs[i].content_id]}
-            if trait.startswith(f"{source}:")
-        }
-    unknown = sorted(set(weights) - known)
-    if unknown:
-        raise ModelError(
-            f"draw weight for {', '.join(unknown)}: no such area, edit drawn by edit, "
-            f"area:dataset or area:dataset:trait in the training data "
-            f"(areas: {', '.join(sorted({a for a, _, _ in groups}))})"
-        )
-    return weights
-
-
-def _weigh_traits(
-    data: TrainingData,
-    groups: dict[tuple[str, str, str], list[int]],
-    weights: dict[str, float],
-    rng: random.Random,
-) -> None:
-    """Repeat, in each labelled group's walk, the pairs whose content has a weighted trait.
-
-    A weight of 2.5 puts such a pair in the walk twice or three times, three
-    half the time; the group's share of draws stays as its size decided.
-    """
-    for (area, source, kind), members in groups.items():
-        prefix = f"{area}:{source}:"
-        wanted = {key[len(area) + 1 :]: w for key, w in weights.items() if key.startswith(prefix)}
-        if kind == "flip" or not wanted:
-            continue
-        walk = []
-        for index in members:
-            traits = data.traits[data.pairs[index].content_id]
-            weight = max((w for trait, w in wanted.items() if trait in traits), default=1.0)
-            walk += [index] * (int(weight) + (rng.random() < weight % 1))
-        rng.shuffle(walk)
-        members[:] = walk or members  # every weight below 1 and no luck
-
-
-def _unflipped_by(
-    data: TrainingData, key: Callable[[Pair], tuple[str, str, int]]
-) -> dict[tuple[str, str, int], list[int]]:
-    """Positions of the pairs no edit flipped, by ``key``: where a flip finds its partner."""
-    index: dict[tuple[str, str, int], list[int]] = {}
-    for position, (pair, flip) in enumerate(zip(data.pairs, data.flipped, strict=True)):
-        if not flip:
-            index.setdefault(key(pair), []).append(position)
-    return index
-
-
-def twin_positions(chosen: Sequence[Pair], flipped: Sequence[bool]) -> list[tuple[int, int]]:
-    """A batch's (flipped, partner) positions: aligned neighbours with opposite labels,
-    either one content in one area (a twin) or one policy (a kept partner).
-
-    Recognised from the pairs themselves, so a unit cut at the end of the
-    schedule, or two plain draws side by side, is never taken for twins.
-    """
-    found = []
-    for first in range(0, len(chosen) - 1, 2):
-        a, b = chosen[first], chosen[first + 1]
-        if (
-            flipped[first]
-            and not flipped[first + 1]
-            and a.label != b.label
-            and (
-                a.policy_id == b.policy_id
-                or (a.content_id == b.content_id and area_of(a.policy_id) == area_of(b.policy_id))
-            )
-        ):
-            found.append((first, first + 1))
-    return found
-
-
-def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
-    """``count`` pair indices, drawn so that neither data set nor policy gives the label away.
-
-    Each draw takes an area (unrelated ones at ``unrelated_weight``), then
-    either a pair an edit flipped (``flip_share`` of the area's draws) or a
-    data set and one of its labels evenly. Flips come from a data set that
-    has them (``flip_balance="source"``) or from one of the area's edits
-    evenly (``"edit"``), so that exclusions, which few texts speak of, weigh
-    as much as inclusions that flip thousands of tweets. With ``"pooled"``
-    flips are ``flip_share`` of all draws, taken evenly from every edit of
-    every area: an area's share of draws no longer caps how often its edits
-    are seen, which left each hate edit a few dozen draws in a 400-step run.
-    Labels are balanced within each data set because the sets differ in
-    style (HateCheck's short templates are mostly hateful, Davidson's tweets
-    mostly not): balancing only across an area taught the model that a short,
-    clean sentence is hate. A set holding one label in an area is drawn
-    at ``SINGLE_LABEL_WEIGHT`` for the same reason. Each group is walked in a
-    shuffled order before any pair repeats.
-
-    With twins on (``twin_weight`` > 0) the order is made of two-pair units:
-    a flipped pair and its twin, or two other draws. The twin is any pair of
-    the same content and area with the other label (``twin_policy="area"``)
-    or the flip's own policy without the edit (``"unedited"``). With
-    ``kept_partner_share`` above 0 that share of flips is drawn instead beside
-    another text of the same data set under the flip's very policy, whose
-    label the edit left as the other one: a twin shows that the clause
-    matters, a kept partner which texts it covers, so that "a policy with an
-    exclusion flags less" stops paying.
-
-    ``draw_weights`` multiply an area's chance (``hate``) or a data set's
-    within its area (``hate:hatecheck``) for the labelled draws: under hate
-    policies HateCheck's positive statements about groups were drawn about
-    once in a thousand draws. Pooled flips keep their own share, which an
-    edit's weight (``hate-threats``) shares out unevenly when flips are drawn
-    by edit. A trait's weight (``hate:hatecheck:ident_pos_nh``) repeats the
-    texts that have it within their data set's draws: the non-hateful group
-    mentions HateCheck holds are a few among thousands of negatives.
-    """
-    rng = random.Random(config.seed)
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    by_edit = config.flip_balance in ("edit", "pooled")
-    pooled = config.flip_balance == "pooled"
-    for index, (pair, edit) in enumerate(zip(data.pairs, data.flipped_by, strict=True)):
-        kind = "flip" if edit else str(pair.label)
-        group = edit if edit and by_edit else pair.source
-        groups.setdefault((area_of(pair.policy_id), group, kind), []).append(index)
-    for members in groups.values():
-        rng.shuffle(members)
-    areas = sorted({area for area, _, _ in groups})
-    boost = _checked_draw_weights(config, data, groups)
-    weights = [
-        (config.unrelated_weight if area in UNRELATED_AREAS else 1.0) * boost.get(area, 1.0)
-        for area in areas
-    ]
-    cursor = dict.fromkeys(groups, 0)
-    order: list[int] = []
-    flipping = _source_weights({key: v for key, v in groups.items() if key[2] == "flip"})
-    if by_edit:
-        flipping = {
-            area: (names, [boost.get(name, 1.0) for name in names])
-            for area, (names, _) in flipping.items()
-        }
-    labelled = _source_weights({key: v for key, v in groups.items() if key[2] != "flip"}, boost)
-    _weigh_traits(data, groups, boost, rng)
-    every_edit = sorted((area, name) for area, (names, _) in flipping.items() for name in names)
-    edit_weights = [boost.get(name, 1.0) for _, name in every_edit]
-    edits_weighted = any(weight != 1.0 for weight in edit_weights)  # else earlier runs' stream
-    twins = (
-        _unflipped_by(data, lambda p: (p.content_id, area_of(p.policy_id), p.label))
-        if config.twin_weight > 0
-        else None
-    )
-    unedited_at = (
-        {(p.policy_id, p.content_id): i for i, p in enumerate(data.pairs)}
-        if twins is not None and config.twin_policy == "unedited"
-        else {}
-    )
-    kept_partners = (
-        _unflipped_by(data, lambda p: (p.policy_id, p.source, p.label))
-        if twins is not None and config.kept_partner_share > 0
-        else {}
-    )
-    waiting: list[int] = []  # with twins on, a lone draw until a second fills its unit
-    while len(order) + len(waiting) < count:
-        area = rng.choices(areas, weights)[0]
-        can_flip = bool(every_edit) if pooled else area in flipping
-        if can_flip and (area not in labelled or rng.random() < config.flip_share):
-            kind = "flip"
-            if pooled and edits_weighted:
-                area, source = rng.choices(every_edit, edit_weights)[0]
-            elif pooled:
-                area, source = rng.choice(every_edit)
-            else:
-                source = rng.choices(*flipping[area])[0]
-        else:
-            source = rng.choices(*labelled[area])[0]
-            kind = rng.choice([k for k in ("0", "1") if (area, source, k) in groups])
-        members = groups[(area, source, kind)]
-        drawn = members[cursor[(area, source, kind)] % len(members)]
-        cursor[(area, source, kind)] += 1
-        if twins is None:
-            order.append(drawn)
-            continue
-        pair = data.pairs[drawn]
-        if kind == "flip" and kept_partners and rng.random() < config.kept_partner_share:
-            kept = kept_partners.get((pair.policy_id, pair.source, 1 - pair.label))
-            if kept:
-                order += [drawn, rng.choice(kept)]
-                continue
-        partners = twins.get((pair.content_id, area, 1 - pair.label)) if kind == "flip" else None
-        exact = (
-            unedited_at.get((unedited_id(pair.policy_id), pair.content_id)) if partners else None
-        )
-        if partners and exact is not None:
-            partners = [exact]
-        if partners:
-            order += [drawn, rng.choice(partners)]
-        else:
-            waiting.append(drawn)
-            if len(waiting) == 2:
-                order += waiting
-                waiting = []
-    return (order + waiting)[:count]
-
-
-def length_bucketed(
-    order: list[int], lengths: list[int], batch_size: int, seed: int, unit: int = 1
-) -> list[int]:
-    """``order`` regrouped so each batch holds pairs of similar length.
-
-    A batch is padded to its longest row, and on a CPU padding costs as much
-    as text: sorting each block of ``BUCKET_BATCHES`` batches by length and
-    then shuffling the batches cuts the tokens computed by about a quarter
-    while every pair keeps its place within a few batches. Runs of ``unit``
-    pairs (twins) move as one, so a unit that divides the batch size is never
-    split between batches.
-    """
-    rng = random.Random(seed)
-    units = [order[i : i + unit] for i in range(0, len(order), unit)]
-    block = batch_size * BUCKET_BATCHES // unit
-    regrouped: list[int] = []
-    for start in range(0, len(units), block):
-        by_length = sorted(units[start : start + block], key=lambda u: max(lengths[i] for i in u))
-        chunk = [index for members in by_length for index in members]
-        batches = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-        rng.shuffle(batches)
-        regrouped.extend(index for batch in batches for index in batch)
-    return regrouped
-
-
-def batch_schedule(data: TrainingData, config: TrainConfig, count: int) -> list[int]:
-    """The run's pair order: drawn by ``training_order``, then length-bucketed
-    with twins kept together; batch ``k`` is the ``k``-th ``batch_size`` slice."""
-    lengths = [len(data.policy_texts[p.policy_id]) + len(p.text) for p in data.pairs]
-    return length_bucketed(
-        training_order(data, config, count),
-        lengths,
-        config.batch_size,
-        config.seed,
-        unit=2 if config.twin_weight > 0 else 1,
-    )
-
-
-def write_pairs(data: TrainingData, path: Path) -> int:
-    """The training pairs as a pairs file a teacher can label; returns the count."""
-    with path.open("w", encoding="utf-8") as handle:
-        for pair in data.pairs:
-            row = {
-                "id": pair_key(pair),
-                "policy": data.policy_texts[pair.policy_id],
-                "text": pair.text,
-                "label": pair.label,
-            }
-            handle.write(json.dumps(row) + "\n")
-    return len(data.pairs)
 
 
 def _save(model: Any, state: dict[str, Any], folder: Path, tokenizer_file: Path) -> None:
@@ -654,7 +178,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     import torch
 
     base = Path(config.base) if config.base else base_checkpoint_dir()
-    tokenizer = _tokenizer(config)
+    tokenizer = training_tokenizer(config)
     data = training_data(config, tokenizer)
     pairs, policy_texts = data.pairs, data.policy_texts
     soft = read_scores(Path(config.soft_labels)) if config.soft_labels else {}
