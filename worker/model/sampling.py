@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from worker.errors import ModelError
 from worker.model.dataset import UNRELATED_AREAS, Pair
@@ -23,7 +25,7 @@ from worker.model.policy_variants import unedited_id
 from worker.model.train_config import TrainConfig
 from worker.model.training_data import TrainingData, area_of
 
-__all__ = ["batch_schedule", "length_bucketed", "training_order", "twin_positions"]
+__all__ = ["batch_schedule", "draw_counts", "length_bucketed", "training_order", "twin_positions"]
 
 BUCKET_BATCHES = 8
 SINGLE_LABEL_WEIGHT = 0.2
@@ -303,3 +305,31 @@ def batch_schedule(data: TrainingData, config: TrainConfig, count: int) -> list[
         config.seed,
         unit=2 if config.twin_weight > 0 else 1,
     )
+
+
+def draw_counts(data: TrainingData, order: Sequence[int]) -> dict[str, Any]:
+    """What a schedule draws: by area, data set and label, by flipping edit, by trait.
+
+    Draw weights interact (an area's weight, its data sets', partners pulled
+    in beside flips), so a recipe is judged by counting its draws before
+    spending an hour of training on it.
+    """
+    areas: dict[str, dict[str, Any]] = {}
+    edits: Counter[str] = Counter()
+    traits: Counter[str] = Counter()
+    for index in order:
+        pair, edit = data.pairs[index], data.flipped_by[index]
+        area = areas.setdefault(area_of(pair.policy_id), {"draws": 0, "by_source": {}})
+        area["draws"] += 1
+        kinds = area["by_source"].setdefault(pair.source, {"0": 0, "1": 0, "flipped": 0})
+        kinds["flipped" if edit else str(pair.label)] += 1
+        if edit:
+            edits[edit] += 1
+        traits.update(data.traits[pair.content_id])
+    return {
+        "draws": len(order),
+        "flipped": sum(edits.values()),
+        "by_area": dict(sorted(areas.items())),
+        "by_edit": dict(sorted(edits.items())),
+        "by_trait": dict(sorted(traits.items())),
+    }

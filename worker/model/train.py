@@ -32,7 +32,7 @@ from worker.model.dataset import DEFAULT_DATA_DIR, Pair, contradicted_share
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
 from worker.model.runtime import pad_batch
-from worker.model.sampling import batch_schedule, twin_positions
+from worker.model.sampling import batch_schedule, draw_counts, twin_positions
 from worker.model.tokenize import PairTokenizer, TokenRow
 from worker.model.train_config import FLIP_BALANCES, TWIN_POLICIES, TrainConfig
 from worker.model.training_data import (
@@ -346,6 +346,12 @@ def add_train_arguments(parser: Any) -> None:
     parser.add_argument(
         "--write-pairs", help="write the training pairs for a teacher to label, then stop"
     )
+    parser.add_argument(
+        "--describe-draws",
+        action="store_true",
+        help="print what the whole schedule draws (by area, data set, label, edit, trait) "
+        "as JSON, then stop without making the run folder",
+    )
 
 
 def parse_draw_weights(entries: Sequence[str]) -> tuple[tuple[str, float], ...]:
@@ -392,6 +398,11 @@ def run_from_arguments(args: Any) -> None:
         soft_label_weight=args.soft_label_weight,
         device=args.device,
     )
+    if args.describe_draws:
+        data = training_data(config)
+        order = batch_schedule(data, config, config.steps * config.batch_size)
+        print(json.dumps(draw_counts(data, order), indent=2))
+        return
     if args.write_pairs:
         count = write_pairs(training_data(config), Path(args.write_pairs))
         _log(event="pairs_written", pairs=count, path=args.write_pairs)

@@ -368,3 +368,51 @@ def test_length_bucketing_regroups_pairs_without_losing_or_repeating_any() -> No
     assert padded(bucketed) < 0.8 * padded(order)
     block = 16 * BUCKET_BATCHES
     assert sorted(bucketed[:block]) == sorted(order[:block])  # pairs stay in their block
+
+
+def test_draw_counts_add_up_to_the_schedule_and_show_a_data_sets_weight(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.model.sampling import batch_schedule, draw_counts
+    from worker.model.training_data import training_data
+
+    config = _sampling_config(data_dir, tiny_checkpoint, twin_weight=1.0, flip_share=0.3)
+    data = training_data(config)
+    order = batch_schedule(data, config, 4000)
+    counts = draw_counts(data, order)
+    assert counts["draws"] == len(order) == sum(a["draws"] for a in counts["by_area"].values())
+    for area in counts["by_area"].values():
+        assert area["draws"] == sum(sum(k.values()) for k in area["by_source"].values())
+    flipped = sum(
+        kinds["flipped"] for a in counts["by_area"].values() for kinds in a["by_source"].values()
+    )
+    assert counts["flipped"] == flipped == sum(counts["by_edit"].values()) > 0
+    assert all(name.startswith("hatecheck:") for name in counts["by_trait"] if "_nh" in name)
+
+    def hatecheck_under_hate(weight: float) -> int:
+        weighted = replace(config, draw_weights=(("hate:hatecheck", weight),))
+        sources = draw_counts(data, batch_schedule(data, weighted, 4000))["by_area"]["hate"]
+        return int(sources["by_source"]["hatecheck"]["0"] + sources["by_source"]["hatecheck"]["1"])
+
+    assert hatecheck_under_hate(4.0) > hatecheck_under_hate(1.0) > hatecheck_under_hate(0.25)
+
+
+def test_describe_draws_prints_the_schedule_and_makes_no_run_folder(
+    data_dir: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from worker.errors import ModelError
+    from worker.model.train import main
+
+    run = tmp_path / "run"
+    options = ["--steps", "5", "--batch-size", "4", "--data-dir", str(data_dir)]
+    options += ["--base", str(tiny_checkpoint), "--policies", "hate,sexual,offensive-language"]
+    main([str(run), "--describe-draws", *options])
+    described = json.loads(capsys.readouterr().out)
+    assert described["draws"] == 20
+    assert sum(area["draws"] for area in described["by_area"].values()) == 20
+    assert not run.exists()
+    with pytest.raises(ModelError, match="hat"):
+        main([str(run), "--describe-draws", "--draw-weight", "hat=2", *options])
+    assert not run.exists()
