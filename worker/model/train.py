@@ -30,7 +30,7 @@ import numpy as np
 from worker.errors import ModelError
 from worker.model.dataset import DEFAULT_DATA_DIR, Pair, contradicted_share
 from worker.model.evaluate import read_scores
-from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir, load_torch_classifier
+from worker.model.export import TOKENIZER_FILE, load_torch_classifier
 from worker.model.runtime import pad_batch
 from worker.model.sampling import batch_schedule, draw_counts, twin_positions
 from worker.model.tokenize import PairTokenizer, TokenRow
@@ -177,7 +177,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     """
     import torch
 
-    base = Path(config.base) if config.base else base_checkpoint_dir()
+    base = config.base_dir()
     tokenizer = training_tokenizer(config)
     data = training_data(config, tokenizer)
     pairs, policy_texts = data.pairs, data.policy_texts

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from worker.errors import ModelError
 from worker.model.dataset import DEFAULT_DATA_DIR
+from worker.model.export import base_checkpoint_dir
 
 __all__ = ["TrainConfig"]
 
@@ -82,3 +84,7 @@ class TrainConfig:
                     "draw weights must be AREA, EDIT, AREA:DATASET or AREA:DATASET:TRAIT=W, "
                     f"W above 0; got {key}={weight}"
                 )
+
+    def base_dir(self) -> Path:
+        """The base encoder's folder: ``base`` if given, else the packaged MiniLM."""
+        return Path(self.base) if self.base else base_checkpoint_dir()

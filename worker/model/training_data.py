@@ -13,7 +13,7 @@ from pathlib import Path
 
 from policy_registry import library_policy
 from worker.model.dataset import LabelledText, Pair, build_pairs, load_all
-from worker.model.export import TOKENIZER_FILE, base_checkpoint_dir
+from worker.model.export import TOKENIZER_FILE
 from worker.model.policy_variants import PolicyVariant, generate_variants, variant_pairs
 from worker.model.tokenize import PairTokenizer
 from worker.model.train_config import TrainConfig
@@ -59,9 +59,8 @@ class TrainingData:
 
 def training_tokenizer(config: TrainConfig) -> PairTokenizer:
     """The tokenizer of the run's base checkpoint, at the run's lengths."""
-    base = Path(config.base) if config.base else base_checkpoint_dir()
     return PairTokenizer(
-        base / TOKENIZER_FILE,
+        config.base_dir() / TOKENIZER_FILE,
         max_length=config.max_length,
         max_policy_tokens=config.max_policy_tokens,
         window_stride=config.window_stride,
