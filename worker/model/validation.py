@@ -279,19 +279,41 @@ def _plain_references(flipped: Sequence[Scored]) -> list[Scored]:
 
 
 def _unedited_references(
-    flipped: Sequence[Scored], variants: Sequence[PolicyVariant]
+    pairs: Sequence[Scored], variants: Sequence[PolicyVariant]
 ) -> list[Scored]:
-    """Each flipped case under its own policy without the edit: same wording, base label.
+    """Each case under its own policy without the edits: same wording, base label.
 
     The library policy differs from a generated one in wording as well as
     in the edit, so a move measured from it can be the wording's.
     """
     by_id = {variant.variant_id: variant for variant in variants}
     references = []
-    for pair in flipped:
+    for pair in pairs:
         twin = by_id[pair.policy_id].unedited()
-        references.append(Scored(twin.variant_id, twin.text, pair.text, 1 - pair.label))
+        label = 1 - pair.label if pair.flipped else pair.label
+        references.append(Scored(twin.variant_id, twin.text, pair.text, label))
     return references
+
+
+def _kept_without_edits(
+    kept: Sequence[tuple[Scored, float]], reference_scores: Sequence[float], threshold: float
+) -> dict[str, Any]:
+    """Kept accuracy under the unedited twins, and the share of kept cases the edit lost.
+
+    A kept case missed under the edited policy is either missed without the
+    edit too (the model's reading of the content) or right there and wrong
+    with it (the edit leaking onto texts it does not speak of); the two need
+    different cures, so the report tells them apart.
+    """
+    pairs = [pair for pair, _ in kept]
+    lost = [
+        (reference >= threshold) == bool(pair.label) and (score >= threshold) != bool(pair.label)
+        for (pair, score), reference in zip(kept, reference_scores, strict=True)
+    ]
+    return {
+        "kept_accuracy_unedited": _accuracy(pairs, reference_scores, threshold),
+        "kept_lost_to_edit": round(sum(lost) / len(lost), 4) if lost else None,
+    }
 
 
 def _direction(
@@ -336,6 +358,8 @@ def _hatecheck_edits(
     report["flip_direction"] = _direction(flipped, _scores(score, references))
     twins = _unedited_references([p for p, _ in flipped], edited)
     report["flip_direction_vs_unedited"] = _direction(flipped, _scores(score, twins))
+    kept_twins = _scores(score, _unedited_references([p for p, _ in kept], edited))
+    report |= _kept_without_edits(kept, kept_twins, threshold)
     return report
 
 
@@ -450,4 +474,5 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
         if section in report:
             headlines[f"{section}_flip"] = report[section]["flip_accuracy"]
             headlines[f"{section}_kept"] = report[section]["kept_accuracy"]
+            headlines[f"{section}_kept_lost_to_edit"] = report[section]["kept_lost_to_edit"]
     return headlines

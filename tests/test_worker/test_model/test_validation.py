@@ -93,6 +93,29 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     assert edits["flip_direction"]["accuracy"] == 1.0  # the edit moves the score every time
     assert set(edits["flip_direction"]["by_edit"]) == set(by_edit)
     assert edits["flip_direction_vs_unedited"]["accuracy"] == 1.0
+    assert edits["kept_accuracy_unedited"] == 1.0
+    assert edits["kept_lost_to_edit"] == 0.0
+
+
+def test_kept_cases_an_edit_pushes_below_the_threshold_are_counted_as_lost_to_it(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    reading = _oracle(texts, variants, blind=False)
+    edited = {v.text for v in variants if v.edits}
+
+    def shy(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Reads every policy, but flags nothing under one that carries an edit."""
+        scores = reading(pairs)
+        return [
+            0.0 if policy in edited else s for (policy, _), s in zip(pairs, scores, strict=True)
+        ]
+
+    report = validation_report(texts, variants, shy, limit=40)["hatecheck_edits"]
+    kept_hateful = 1 - report["kept_accuracy"]  # every kept miss is a hateful text
+    assert kept_hateful > 0
+    assert report["kept_accuracy_unedited"] == 1.0  # without the edit nothing is missed
+    assert report["kept_lost_to_edit"] == pytest.approx(kept_hateful, abs=1e-4)
 
 
 def test_every_flipped_validation_case_is_measured_and_kept_cases_are_bounded(
