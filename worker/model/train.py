@@ -8,8 +8,9 @@ several windows is scored as the maximum over its windows, exactly as the
 runtime scores it, so training and serving agree.
 
 Pairs come from ``training_data`` and are drawn by ``sampling``; a
-flipped pair beside its twin or kept partner adds a ranking term
-(``twin_loss``). Teacher soft labels, where given, replace or blend with the
+flipped pair beside its twin or kept partner adds a ranking term, and a
+pair an edit left alone an anchor to its unedited twin (``pair_losses``).
+Teacher soft labels, where given, replace or blend with the
 gold labels.
 """
 
@@ -21,7 +22,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,15 @@ from worker.errors import ModelError
 from worker.model.dataset import DEFAULT_DATA_DIR, Pair, contradicted_share
 from worker.model.evaluate import read_scores
 from worker.model.export import TOKENIZER_FILE, load_torch_classifier
-from worker.model.runtime import pad_batch
+from worker.model.pair_losses import (
+    anchor_loss,
+    kept_anchors,
+    pair_logits,
+    row_passes,
+    twin_loss,
+)
 from worker.model.sampling import batch_schedule, draw_counts, twin_positions
-from worker.model.tokenize import PairTokenizer, TokenRow
+from worker.model.tokenize import PairTokenizer
 from worker.model.train_config import FLIP_BALANCES, TWIN_POLICIES, TrainConfig
 from worker.model.training_data import (
     TrainingData,
@@ -75,67 +81,30 @@ def _target(pair: Pair, soft: dict[str, float], config: TrainConfig) -> float:
     return config.soft_label_weight * teacher + (1 - config.soft_label_weight) * pair.label
 
 
-def row_passes(rows: Sequence[TokenRow], max_rows: int) -> list[list[TokenRow]]:
-    """A batch's rows in passes of at most ``max_rows`` windows.
-
-    Memory grows with windows, not pairs: a batch of long texts (which length
-    bucketing gathers) can hold hundreds of windows, and one backward pass
-    over them took 24 GB before the kernel killed the run. Gradients are
-    accumulated over the passes instead; a pair's windows stay together (one
-    pass may exceed ``max_rows`` only to hold a single pair), since its logit
-    is their maximum.
-    """
-    passes: list[list[TokenRow]] = []
-    for _, pair_rows in groupby(rows, key=lambda row: row.pair_index):
-        windows = list(pair_rows)
-        if passes and len(passes[-1]) + len(windows) <= max_rows:
-            passes[-1].extend(windows)
-        else:
-            passes.append(windows)
-    return passes
-
-
-def pair_logits(model: Any, rows: Sequence[TokenRow], pad_id: int) -> tuple[list[int], Any]:
-    """The pairs the rows score (ascending) and one logit each: the maximum of its windows."""
-    import torch
-
-    pairs = sorted({row.pair_index for row in rows})
-    position = {pair: i for i, pair in enumerate(pairs)}
-    device = next(model.parameters()).device
-    feed = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(rows, pad_id).items()}
-    window_logits = model(**feed).logits.reshape(-1)
-    index = torch.tensor([position[row.pair_index] for row in rows], device=device)
-    start = torch.full((len(pairs),), -1e4, dtype=window_logits.dtype, device=device)
-    logits = start.scatter_reduce(0, index, window_logits, reduce="amax", include_self=False)
-    return pairs, logits
-
-
-def twin_loss(
+def _anchor_references(
+    model: Any,
+    tokenizer: PairTokenizer,
+    data: TrainingData,
     chosen: Sequence[Pair],
-    indices: Sequence[int],
-    logits: Any,
-    twins: Sequence[tuple[int, int]],
-    margin: float = 0.0,
-) -> Any:
-    """Ranking loss of the twins scored in this pass, as a share of the batch's twins.
-
-    ``softplus(margin - (positive - negative))``. For a twin, both logits
-    see the same content, so the content's prior gets no gradient; a kept
-    partner is another text under the same policy, so the policy's does not.
-    A margin asks for a wider gap: an edit that moves the score the right
-    way but too little to cross the threshold still costs.
-    """
+    anchors: dict[int, str],
+    config: TrainConfig,
+) -> dict[int, Any]:
+    """Each anchored pair's logit under its policy's unedited twin, without gradient
+    and without dropout, by batch position."""
     import torch
 
-    position = {pair: i for i, pair in enumerate(indices)}
-    margins = []
-    for first, second in twins:
-        if first in position and second in position:
-            gap = logits[position[first]] - logits[position[second]]
-            margins.append(gap if chosen[first].label > chosen[second].label else -gap)
-    if not margins:
-        return logits.sum() * 0.0
-    return torch.nn.functional.softplus(margin - torch.stack(margins)).sum() / len(twins)
+    positions = sorted(anchors)
+    rows = tokenizer.rows([(data.policy_texts[anchors[i]], chosen[i].text) for i in positions])
+    references: dict[int, Any] = {}
+    model.eval()
+    with torch.no_grad():
+        for part in row_passes(rows, MAX_ROWS_PER_PASS):
+            with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
+                indices, logits = pair_logits(model, part, tokenizer.pad_id)
+            for index, logit in zip(indices, logits.float(), strict=True):
+                references[positions[index]] = logit
+    model.train()
+    return references
 
 
 def batch_backward(
@@ -150,7 +119,13 @@ def batch_backward(
     import torch
 
     chosen = [data.pairs[i] for i in batch]
-    twins = twin_positions(chosen, [data.flipped[i] for i in batch])
+    flipped = [data.flipped[i] for i in batch]
+    twins = twin_positions(chosen, flipped)
+    references: dict[int, Any] = {}
+    if config.kept_anchor_weight > 0:
+        anchors = kept_anchors(chosen, flipped, data.unedited)
+        if anchors:
+            references = _anchor_references(model, tokenizer, data, chosen, anchors, config)
     rows = tokenizer.rows([(data.policy_texts[p.policy_id], p.text) for p in chosen])
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total = 0.0
@@ -164,6 +139,9 @@ def batch_backward(
         if config.twin_weight > 0:
             ranked = twin_loss(chosen, indices, logits.float(), twins, config.twin_margin)
             loss = loss + config.twin_weight * ranked
+        if references:
+            held = anchor_loss(indices, logits.float(), references)
+            loss = loss + config.kept_anchor_weight * held
         loss.backward()
         total += loss.item()
     return total
@@ -319,6 +297,13 @@ def add_train_arguments(parser: Any) -> None:
         "instead of their twin (needs --twin-weight)",
     )
     parser.add_argument(
+        "--kept-anchor-weight",
+        type=float,
+        default=0.0,
+        help="hold each pair an edit left alone to its score under the policy without the "
+        "edit, at this weight (0: off; costs a forward pass per such pair)",
+    )
+    parser.add_argument(
         "--twin-policy",
         choices=TWIN_POLICIES,
         default="area",
@@ -392,6 +377,7 @@ def run_from_arguments(args: Any) -> None:
         twin_weight=args.twin_weight,
         twin_margin=args.twin_margin,
         kept_partner_share=args.kept_partner_share,
+        kept_anchor_weight=args.kept_anchor_weight,
         draw_weights=parse_draw_weights(args.draw_weight),
         attention_dropout=args.attention_dropout,
         soft_labels=args.soft_labels,

@@ -42,6 +42,7 @@ class TrainConfig:
     twin_weight: float = 0.0
     twin_margin: float = 0.0
     kept_partner_share: float = 0.0
+    kept_anchor_weight: float = 0.0
     twin_policy: str = "area"
     draw_weights: tuple[tuple[str, float], ...] = ()
     attention_dropout: float = 0.0
@@ -74,6 +75,10 @@ class TrainConfig:
             )
         if self.kept_partner_share > 0 and self.twin_weight <= 0:
             raise ModelError("a kept partner share must be used with a twin weight above 0")
+        if not 0.0 <= self.kept_anchor_weight < math.inf:
+            raise ModelError(
+                f"kept anchor weight must be at least 0, got {self.kept_anchor_weight}"
+            )
         if not 0.0 <= self.twin_margin < math.inf:
             raise ModelError(f"twin margin must be at least 0, got {self.twin_margin}")
         if self.twin_weight < 0 or (self.twin_weight > 0 and self.batch_size % 2):

@@ -7,7 +7,7 @@ content its traits, because sampling weighs both.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -43,13 +43,16 @@ class TrainingData:
     """Training pairs, the policy text of every id, and the edit that flipped each pair.
 
     ``flipped_by`` is ``""`` for a pair whose label is its content's own;
-    ``traits`` holds each content's traits (``hatecheck:ident_pos_nh``) by id.
+    ``traits`` holds each content's traits (``hatecheck:ident_pos_nh``) by id;
+    ``unedited`` the id of each edited policy's unedited twin, whose text is
+    in ``policy_texts``.
     """
 
     pairs: list[Pair]
     policy_texts: dict[str, str]
     flipped_by: list[str]
     traits: dict[str, frozenset[str]]
+    unedited: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def flipped(self) -> list[bool]:
@@ -94,7 +97,10 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
     if config.twin_policy == "unedited":
         policy_texts |= _add_unedited_twins(pairs, flipped_by, by_id, items)
     traits = {item.content_id: item.traits for item in texts}
-    return TrainingData(pairs, policy_texts, flipped_by, traits)
+    twins = {v.variant_id: v.unedited() for v in variants if v.edits and not v.held_out}
+    policy_texts |= {twin.variant_id: twin.text for twin in twins.values()}
+    unedited = {variant_id: twin.variant_id for variant_id, twin in twins.items()}
+    return TrainingData(pairs, policy_texts, flipped_by, traits, unedited)
 
 
 def _add_unedited_twins(

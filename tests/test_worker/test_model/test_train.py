@@ -32,18 +32,25 @@ def _weights(folder: Path) -> dict[str, object]:
     return dict(load_file(str(folder / "model.safetensors")))
 
 
-@pytest.mark.parametrize("twin_weight", [0.0, 1.0])
+@pytest.mark.parametrize(
+    ("twin_weight", "kept_anchor_weight"), [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]
+)
 def test_a_resumed_run_equals_an_uninterrupted_one(
     tmp_path: Path,
     data_dir: Path,
     tiny_checkpoint: Path,
     capsys: pytest.CaptureFixture[str],
     twin_weight: float,
+    kept_anchor_weight: float,
 ) -> None:
     import torch
 
     def config(out: Path) -> TrainConfig:
-        return replace(_config(out, data_dir, tiny_checkpoint, steps=4), twin_weight=twin_weight)
+        return replace(
+            _config(out, data_dir, tiny_checkpoint, steps=4),
+            twin_weight=twin_weight,
+            kept_anchor_weight=kept_anchor_weight,
+        )
 
     straight = train(config(tmp_path / "straight"))
     train(config(tmp_path / "resumed"), stop_at=2)
@@ -80,59 +87,6 @@ def test_a_trained_checkpoint_exports(
     assert set(result.manifest.variants) == {"int8"}
 
 
-def test_the_twin_ranking_loss_pushes_only_the_twins_apart() -> None:
-    import torch
-
-    from worker.model.dataset import Pair
-    from worker.model.sampling import twin_positions
-    from worker.model.train import twin_loss
-
-    chosen = [
-        Pair("hate/001", "c1", "text", 1, "hatecheck"),
-        Pair("hate/002", "c1", "text", 0, "hatecheck"),
-        Pair("hate/003", "c2", "other", 0, "hatecheck"),  # a plain draw, no twin beside it
-        Pair("hate/004", "c3", "third", 1, "hatecheck"),
-    ]
-    twins = twin_positions(chosen, [True, False, True, False])
-    assert twins == [(0, 1)]
-    wrong = torch.tensor([-2.0, 2.0, 0.0, 0.0], requires_grad=True)
-    loss = twin_loss(chosen, [0, 1, 2, 3], wrong, twins)
-    loss.backward()
-    assert wrong.grad is not None
-    assert wrong.grad[0] < 0 < wrong.grad[1]  # descent raises the flip, lowers the twin
-    assert wrong.grad[2] == 0
-    assert wrong.grad[3] == 0
-    right = torch.tensor([2.0, -2.0, 0.0, 0.0])
-    assert twin_loss(chosen, [0, 1, 2, 3], right, twins) < 0.05 < loss
-    half = twin_loss(chosen, [0, 2, 3], right[[0, 2, 3]], twins)
-    assert half.item() == 0.0  # a twin split between passes adds nothing
-    wide = twin_loss(chosen, [0, 1, 2, 3], right, twins, margin=6.0)
-    assert wide > 1.0  # a gap of 4 falls short of a margin of 6
-    assert twin_loss(chosen, [0, 1, 2, 3], right * 3, twins, margin=6.0) < 0.01
-
-
-def test_a_batch_of_long_texts_is_split_into_passes_of_bounded_windows(
-    base_tokenizer_file: Path,
-) -> None:
-    from worker.model.tokenize import PairTokenizer
-    from worker.model.train import row_passes
-
-    tokenizer = PairTokenizer(
-        base_tokenizer_file, max_length=64, max_policy_tokens=32, window_stride=8
-    )
-    policy = "Flag insults."
-    batch = [(policy, "word " * length) for length in (5, 300, 40, 2, 120, 7, 600)]
-    rows = tokenizer.rows(batch)
-    passes = row_passes(rows, max_rows=6)
-    groups = [sorted({row.pair_index for row in part}) for part in passes]
-    assert [i for group in groups for i in group] == list(range(len(batch)))
-    assert [row for part in passes for row in part] == rows
-    for group, part in zip(groups, passes, strict=True):
-        assert len(part) <= 6 or len(group) == 1  # one pair's windows are never split
-    assert any(len(part) > 6 for part in passes)  # 600 words
-    assert row_passes(rows, max_rows=1000) == [rows]
-
-
 def test_teacher_scores_replace_or_blend_with_gold_labels(
     tmp_path: Path, data_dir: Path, tiny_checkpoint: Path
 ) -> None:
@@ -167,3 +121,24 @@ def test_malformed_teacher_scores_are_a_clear_error(
     )
     with pytest.raises(CopeError, match=r"scores\.jsonl:1"):
         train(config)
+
+
+def test_the_kept_anchor_changes_a_step_that_holds_a_pair_an_edit_left_alone(
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    import torch
+
+    from worker.model.pair_losses import kept_anchors
+    from worker.model.sampling import batch_schedule
+    from worker.model.training_data import training_data
+
+    plain = replace(_config(tmp_path / "plain", data_dir, tiny_checkpoint, steps=1), batch_size=16)
+    anchored = replace(plain, out=str(tmp_path / "anchored"), kept_anchor_weight=5.0)
+    data = training_data(plain)
+    assert data.unedited  # edited training policies have unedited twins ...
+    assert all(twin in data.policy_texts for twin in data.unedited.values())  # ... with texts
+    batch = batch_schedule(data, plain, plain.batch_size)
+    chosen = [data.pairs[i] for i in batch]
+    assert kept_anchors(chosen, [data.flipped[i] for i in batch], data.unedited)
+    a, b = _weights(train(plain)), _weights(train(anchored))
+    assert any(not torch.equal(a[name], b[name]) for name in a)  # type: ignore[arg-type]

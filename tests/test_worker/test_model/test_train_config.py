@@ -33,6 +33,8 @@ from worker.model.train_config import TrainConfig
         {"carriers_per_edit": 0},
         {"twin_margin": -1.0},
         {"kept_partner_share": 1.5},
+        {"kept_anchor_weight": -1.0},
+        {"kept_anchor_weight": float("nan")},
         {"kept_partner_share": 0.5},  # without a twin weight no partner is ever drawn
         {"twin_margin": float("nan")},
     ],
