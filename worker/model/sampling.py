@@ -182,7 +182,7 @@ def training_order(data: TrainingData, config: TrainConfig, count: int) -> list[
     texts that have it within their data set's draws: the non-hateful group
     mentions HateCheck holds are a few among thousands of negatives.
     """
-    rng = random.Random(config.seed)
+    rng = random.Random(config.order_seed())
     groups: dict[tuple[str, str, str], list[int]] = {}
     by_edit = config.flip_balance in ("edit", "pooled")
     pooled = config.flip_balance == "pooled"
@@ -302,7 +302,7 @@ def batch_schedule(data: TrainingData, config: TrainConfig, count: int) -> list[
         training_order(data, config, count),
         lengths,
         config.batch_size,
-        config.seed,
+        config.order_seed(),
         unit=2 if config.twin_weight > 0 else 1,
     )
 

@@ -260,6 +260,12 @@ def add_train_arguments(parser: Any) -> None:
         default=1,
         help="policies carrying an edit that each text it speaks of appears under",
     )
+    parser.add_argument(
+        "--draw-seed",
+        type=int,
+        help="seed of the draw order alone (default: the run's seed, which also fixes the "
+        "generated policies); a continuation of the same recipe draws afresh with its own",
+    )
     parser.add_argument("--init-from", default="", help="checkpoint whose weights start the run")
     parser.add_argument("--soft-labels", default="", help="teacher scores by pair id (JSONL)")
     parser.add_argument(
@@ -369,6 +375,7 @@ def run_from_arguments(args: Any) -> None:
         variants_per_area=args.variants_per_area,
         carriers_per_edit=args.carriers_per_edit,
         init_from=args.init_from,
+        draw_seed=args.draw_seed,
         base=args.base,
         checkpoint_every=args.checkpoint_every,
         flip_share=args.flip_share,

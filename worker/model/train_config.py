@@ -33,6 +33,7 @@ class TrainConfig:
     window_stride: int = 64
     checkpoint_every: int = 50
     seed: int = 13
+    draw_seed: int | None = None
     davidson_limit: int = 4000
     variants_per_area: int = 40
     variant_pairs_per_text: int = 2
@@ -89,6 +90,16 @@ class TrainConfig:
                     "draw weights must be AREA, EDIT, AREA:DATASET or AREA:DATASET:TRAIT=W, "
                     f"W above 0; got {key}={weight}"
                 )
+
+    def order_seed(self) -> int:
+        """The seed of the draw order: ``draw_seed`` if given, else ``seed``.
+
+        ``seed`` also decides the generated policies and which are held out,
+        so a run continuing another with the same recipe needs a seed of its
+        own to draw afresh rather than replay the draws its start was
+        trained on.
+        """
+        return self.seed if self.draw_seed is None else self.draw_seed
 
     def base_dir(self) -> Path:
         """The base encoder's folder: ``base`` if given, else the packaged MiniLM."""

@@ -48,6 +48,24 @@ def test_batches_draw_flipped_pairs_and_both_labels(data_dir: Path, tiny_checkpo
         assert abs(share - share_asked) < 0.03  # of the area's draws, not diluted by data sets
 
 
+def test_a_draw_seed_draws_afresh_from_the_same_pairs_and_held_out_policies(
+    data_dir: Path, tiny_checkpoint: Path
+) -> None:
+    from worker.model.sampling import batch_schedule
+    from worker.model.training_data import training_data
+
+    config = _sampling_config(data_dir, tiny_checkpoint, twin_weight=1.0)
+    data = training_data(config)
+    assert batch_schedule(data, replace(config, draw_seed=config.seed), 400) == batch_schedule(
+        data, config, 400
+    )  # by default the draws follow the run's seed
+    fresh = replace(config, draw_seed=config.seed + 1)
+    again = training_data(fresh)
+    assert again.pairs == data.pairs  # same pairs, so the same policies are held out
+    assert again.policy_texts == data.policy_texts
+    assert batch_schedule(again, fresh, 400) != batch_schedule(data, config, 400)
+
+
 def test_flips_drawn_by_edit_weigh_every_edit_of_an_area_alike(
     data_dir: Path, tiny_checkpoint: Path
 ) -> None:
