@@ -39,7 +39,11 @@ def fit_platt(
 ) -> tuple[float, float]:
     """(scale, bias) maximising the likelihood of ``labels`` (Newton's method).
 
-    Both classes must be present; otherwise no scale is identifiable.
+    Each Newton step is halved until the likelihood improves: an undamped
+    step overshoots where most logits sit far out on the sigmoid's flat
+    tails, and from there it diverged (the 0.22.0 candidate's fit reached a
+    scale of 5e12 on ordinary logits). Both classes must be present;
+    otherwise no scale is identifiable.
     """
     x = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
@@ -48,12 +52,20 @@ def fit_platt(
     if y.min() == y.max():
         raise ModelError("calibration needs both positive and negative pairs")
     features = np.stack([x, np.ones_like(x)], axis=1)
+
+    def loss(w: npt.NDArray[np.float64]) -> float:
+        z = features @ w
+        return float(np.sum(np.logaddexp(0.0, z) - y * z))
+
     weights = np.array([1.0, 0.0])
     for _ in range(iterations):
         p = _sigmoid(features @ weights)
         gradient = features.T @ (p - y)
         hessian = features.T @ (features * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
+        current = loss(weights)
+        while loss(weights - step) > current and np.abs(step).max() > 1e-12:
+            step = step / 2
         weights -= step
         if np.abs(step).max() < 1e-10:
             break

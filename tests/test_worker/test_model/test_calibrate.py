@@ -23,6 +23,22 @@ def test_platt_scaling_recovers_the_generating_scale_and_bias() -> None:
     assert bias == pytest.approx(-1.0, abs=0.08)
 
 
+def test_platt_scaling_converges_where_most_logits_sit_on_the_flat_tails() -> None:
+    # confident logits, a quarter of each class on the wrong side: an undamped
+    # Newton step from scale 1 overshoots and the fit ran away to a scale of 9e10
+    x = np.array([5.5] * 14 + [-5.0] * 6 + [-6.0] * 15 + [4.0] * 5)
+    y = [1] * 20 + [0] * 20
+    scale, bias = fit_platt(x.tolist(), y)
+    grid = [(a, b) for a in np.linspace(0.01, 1, 100) for b in np.linspace(-2, 2, 81)]
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.sum(np.logaddexp(0, z) - np.asarray(y) * z))
+
+    assert 0 < scale < 1
+    assert loss(scale, bias) <= min(loss(a, b) for a, b in grid) + 1e-9
+
+
 def test_the_best_threshold_maximises_f1() -> None:
     scores = [0.9, 0.8, 0.7, 0.6, 0.3, 0.2]
     labels = [1, 1, 0, 1, 0, 0]
