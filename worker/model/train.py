@@ -114,8 +114,9 @@ def batch_backward(
     batch: Sequence[int],
     soft: dict[str, float],
     config: TrainConfig,
-) -> float:
-    """Accumulate one batch's gradients, in passes of bounded windows; return its loss."""
+) -> dict[str, float]:
+    """Accumulate one batch's gradients, in passes of bounded windows; return its loss
+    and each term's share of it (``labels``, ``twins``, ``anchors``)."""
     import torch
 
     chosen = [data.pairs[i] for i in batch]
@@ -128,23 +129,24 @@ def batch_backward(
             references = _anchor_references(model, tokenizer, data, chosen, anchors, config)
     rows = tokenizer.rows([(data.policy_texts[p.policy_id], p.text) for p in chosen])
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    total = 0.0
+    terms = dict.fromkeys(("labels", "twins", "anchors"), 0.0)
     for part in row_passes(rows, MAX_ROWS_PER_PASS):
         with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
             indices, logits = pair_logits(model, part, tokenizer.pad_id)
         targets = torch.tensor(
             [_target(chosen[i], soft, config) for i in indices], device=config.device
         )
-        loss = loss_fn(logits.float(), targets) * (len(indices) / len(chosen))
+        parts = {"labels": loss_fn(logits.float(), targets) * (len(indices) / len(chosen))}
         if config.twin_weight > 0:
             ranked = twin_loss(chosen, indices, logits.float(), twins, config.twin_margin)
-            loss = loss + config.twin_weight * ranked
+            parts["twins"] = config.twin_weight * ranked
         if references:
             held = anchor_loss(indices, logits.float(), references)
-            loss = loss + config.kept_anchor_weight * held
-        loss.backward()
-        total += loss.item()
-    return total
+            parts["anchors"] = config.kept_anchor_weight * held
+        sum(parts.values()).backward()
+        for name, value in parts.items():
+            terms[name] += value.item()
+    return {"loss": sum(terms.values()), **terms}
 
 
 def train(config: TrainConfig, stop_at: int | None = None) -> Path:
@@ -206,17 +208,19 @@ def train(config: TrainConfig, stop_at: int | None = None) -> Path:
     while step < last_step:
         batch = order[step * config.batch_size : (step + 1) * config.batch_size]
         optimizer.zero_grad()
-        loss = batch_backward(model, tokenizer, data, batch, soft, config)
+        losses.append(batch_backward(model, tokenizer, data, batch, soft, config))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(loss)
         if step % 10 == 0 or step == last_step:
             _log(
                 event="progress",
                 step=step,
-                loss=round(float(np.mean(losses[-10:])), 4),
+                **{
+                    name: round(float(np.mean([terms[name] for terms in losses[-10:]])), 4)
+                    for name in losses[-1]
+                },
                 lr=scheduler.get_last_lr()[0],
                 seconds_per_step=round((time.time() - began) / len(losses), 2),
             )

@@ -124,7 +124,7 @@ def test_malformed_teacher_scores_are_a_clear_error(
 
 
 def test_the_kept_anchor_changes_a_step_that_holds_a_pair_an_edit_left_alone(
-    tmp_path: Path, data_dir: Path, tiny_checkpoint: Path
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torch
 
@@ -142,3 +142,9 @@ def test_the_kept_anchor_changes_a_step_that_holds_a_pair_an_edit_left_alone(
     assert kept_anchors(chosen, [data.flipped[i] for i in batch], data.unedited)
     a, b = _weights(train(plain)), _weights(train(anchored))
     assert any(not torch.equal(a[name], b[name]) for name in a)  # type: ignore[arg-type]
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    plain_step, anchored_step = [e for e in events if e["event"] == "progress"]
+    assert plain_step["anchors"] == 0.0 < anchored_step["anchors"]  # each term is logged
+    for step in (plain_step, anchored_step):
+        terms = step["labels"] + step["twins"] + step["anchors"]
+        assert step["loss"] == pytest.approx(terms, abs=1e-3)
