@@ -2,7 +2,7 @@
 
 Kept apart from the loop because each term is a claim about what reading a
 policy means: a flip and its twin must be ranked apart (``twin_loss``), and
-a text an edit does not speak of must score as it does without the edit
+a text an edit does not speak of must not move toward the wrong label
 (``anchor_loss``), so that "a policy with an exclusion flags less" never pays.
 """
 
@@ -94,12 +94,18 @@ def kept_anchors(
     }
 
 
-def anchor_loss(indices: Sequence[int], logits: Any, references: dict[int, Any]) -> Any:
-    """Smooth L1 distance of each anchored pair's logit to its fixed reference,
-    the same text's logit under the unedited policy, as a share of the batch's anchors.
+def anchor_loss(
+    chosen: Sequence[Pair], indices: Sequence[int], logits: Any, references: dict[int, Any]
+) -> Any:
+    """How far an edit moved each anchored pair toward the wrong label, from its fixed
+    reference (the same text under the unedited policy): smooth L1, as a share of the
+    batch's anchors.
 
-    The reference carries no gradient: the edit must leave the text where the
-    plain policy puts it, not drag the plain policy along.
+    One-sided: a hateful text an exclusion leaves alone may not fall below
+    where the plain policy puts it, but may rise. The two-sided pull of the
+    0.22.0 candidate (weight 1) was met by ignoring edits altogether: flips
+    fell to 0.22. The reference carries no gradient, so the edit cannot
+    drag the plain policy along.
     """
     import torch
 
@@ -108,5 +114,11 @@ def anchor_loss(indices: Sequence[int], logits: Any, references: dict[int, Any])
         return logits.sum() * 0.0
     scored = logits[[i for i, _ in held]]
     fixed = torch.stack([references[position] for _, position in held]).detach().to(scored)
-    distance = torch.nn.functional.smooth_l1_loss(scored, fixed, reduction="sum")
+    toward_label = torch.tensor(
+        [1.0 if chosen[position].label else -1.0 for _, position in held], device=scored.device
+    )
+    shortfall = torch.relu(toward_label * (fixed - scored))
+    distance = torch.nn.functional.smooth_l1_loss(
+        shortfall, torch.zeros_like(shortfall), reduction="sum"
+    )
     return distance / len(references)

@@ -141,7 +141,7 @@ def batch_backward(
             ranked = twin_loss(chosen, indices, logits.float(), twins, config.twin_margin)
             parts["twins"] = config.twin_weight * ranked
         if references:
-            held = anchor_loss(indices, logits.float(), references)
+            held = anchor_loss(chosen, indices, logits.float(), references)
             parts["anchors"] = config.kept_anchor_weight * held
         sum(parts.values()).backward()
         for name, value in parts.items():

@@ -74,23 +74,33 @@ def test_kept_anchors_are_the_pairs_an_edit_left_alone() -> None:
     assert kept_anchors(chosen, [True, False, False, False], {}) == {}
 
 
-def test_the_anchor_pulls_only_anchored_scores_toward_their_fixed_reference() -> None:
+def test_the_anchor_pulls_back_only_scores_an_edit_moved_toward_the_wrong_label() -> None:
     import torch
 
     from worker.model.pair_losses import anchor_loss
 
-    logits = torch.tensor([-3.0, 0.5, 2.0, 4.0], requires_grad=True)
+    chosen = [
+        Pair("hate/001", "c0", "plain draw", 0, "hatecheck"),
+        Pair("hate/001", "c1", "hateful, left alone", 1, "hatecheck"),
+        Pair("hate/001", "c2", "plain draw", 1, "hatecheck"),
+        Pair("hate/001", "c3", "hateful, raised", 1, "hatecheck"),
+        Pair("hate/001", "c4", "benign, raised", 0, "hatecheck"),
+    ]
+    logits = torch.tensor([-3.0, 0.5, 2.0, 6.0, 1.0], requires_grad=True)
     reference = torch.tensor(2.0, requires_grad=True)
-    references = {1: reference, 3: torch.tensor(4.0)}
-    loss = anchor_loss([0, 1, 2, 3], logits, references)
+    references = {1: reference, 3: torch.tensor(4.0), 4: torch.tensor(-1.0)}
+    loss = anchor_loss(chosen, [0, 1, 2, 3, 4], logits, references)
     loss.backward()
     assert logits.grad is not None
-    assert logits.grad[1] < 0  # descent raises the score the edit pushed down
-    assert logits.grad[3] == 0  # already where the plain policy puts it
+    assert logits.grad[1] < 0  # descent raises the hateful text the edit pushed down
+    assert logits.grad[3] == 0  # moved toward its label: free
+    assert logits.grad[4] > 0  # descent lowers the benign text the edit pushed up
     assert logits.grad[0] == logits.grad[2] == 0  # not anchored
     assert reference.grad is None  # the reference is not dragged along
     assert loss.item() > 0
-    half = anchor_loss([0, 2], logits[[0, 2]], references)
+    half = anchor_loss(chosen, [0, 2], logits[[0, 2]], references)
     assert half.item() == 0.0  # no anchored pair in this pass
-    wide = anchor_loss([0, 1, 2, 3], torch.tensor([0.0, -8.0, 0.0, 4.0]), references)
-    assert 4.0 < wide.item() < 5.0  # linear, not squared, far from the reference: (10 - 0.5) / 2
+    far = torch.tensor([0.0, -8.0, 0.0, 4.0, -1.0])
+    assert (
+        3.0 < anchor_loss(chosen, [0, 1, 2, 3, 4], far, references).item() < 3.2
+    )  # (10 - 0.5) / 3
