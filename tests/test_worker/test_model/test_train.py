@@ -132,7 +132,7 @@ def test_the_kept_anchor_changes_a_step_that_holds_a_pair_an_edit_left_alone(
     from worker.model.sampling import batch_schedule
     from worker.model.training_data import training_data
 
-    plain = replace(_config(tmp_path / "plain", data_dir, tiny_checkpoint, steps=1), batch_size=16)
+    plain = replace(_config(tmp_path / "plain", data_dir, tiny_checkpoint, steps=4), batch_size=16)
     anchored = replace(plain, out=str(tmp_path / "anchored"), kept_anchor_weight=5.0)
     data = training_data(plain)
     assert data.unedited  # edited training policies have unedited twins ...
