@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from policy_registry import library_policy
 from worker.model.dataset import OPENAI_CATEGORIES, LabelledText, split_of
-from worker.model.evaluate import binary_metrics
+from worker.model.evaluate import binary_metrics, f1_interval
 from worker.model.policy_variants import HELD_OUT_AREAS, PolicyVariant
 
 __all__ = ["Scored", "calibration_pairs", "validation_report"]
@@ -159,9 +159,11 @@ def _openai_library(
         max(scores[(category, item.text)] for category in OPENAI_CATEGORIES.values())
         for item in complete
     ]
+    labels = [pair.label for pair in any_pairs]
     return {
         "texts": len(complete),
         "any_category": _metrics(any_pairs, any_scores, threshold),
+        "any_category_f1_ci95": list(f1_interval(labels, any_scores, threshold)),
         "per_category": per_category,
     }
 

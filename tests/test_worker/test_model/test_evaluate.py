@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from worker.errors import CopeError
@@ -95,3 +96,18 @@ def test_the_threshold_for_a_precision_target_keeps_the_most_recall() -> None:
 def test_an_unreachable_precision_target_gives_none() -> None:
     assert threshold_for_precision([0, 1], [0.9, 0.1], 0.9) is None
     assert threshold_for_precision([0, 0], [0.9, 0.1], 0.5) is None  # no positives at all
+
+
+def test_the_f1_interval_brackets_the_estimate_and_narrows_with_more_rows() -> None:
+    from worker.model.evaluate import binary_metrics, f1_interval
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 80)
+    scores = np.where(rng.random(80) < 0.8, labels, 1 - labels).astype(float)  # 80% right
+    f1 = binary_metrics(labels.tolist(), scores.tolist(), 0.5).f1
+    low, high = f1_interval(labels.tolist(), scores.tolist(), 0.5)
+    assert low < f1 < high
+    many = f1_interval(np.tile(labels, 25).tolist(), np.tile(scores, 25).tolist(), 0.5)
+    assert many[1] - many[0] < (high - low) / 3  # 25 times the rows: about a fifth as wide
+    perfect = [1, 0] * 20
+    assert f1_interval(perfect, [float(y) for y in perfect], 0.5) == (1.0, 1.0)

@@ -79,6 +79,7 @@ def test_a_model_that_reads_the_policy_scores_perfectly(variants: list[PolicyVar
     report = validation_report(texts, variants, _oracle(texts, variants, blind=False), limit=40)
     assert report["openai_library"]["any_category"]["f1"] == 1.0
     assert report["openai_library"]["per_category"]["hate"]["f1"] == 1.0
+    assert report["openai_library"]["any_category_f1_ci95"] == [1.0, 1.0]
     assert report["wordings"]["seen"]["f1"] == report["wordings"]["unseen"]["f1"] == 1.0
     assert report["wordings"]["policies_unseen"] > 1
     assert report["held_out_area"]["f1"] == 1.0
