@@ -94,11 +94,11 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
         decided = variant.labelling(item) if variant else None
         base = item.labels[area_of(pair.policy_id)]
         flipped_by.append(decided[1] if decided and pair.label != base else "")
-    if config.twin_policy == "unedited":
-        policy_texts |= _add_unedited_twins(pairs, flipped_by, by_id, items)
-    traits = {item.content_id: item.traits for item in texts}
     twins = {v.variant_id: v.unedited() for v in variants if v.edits and not v.held_out}
     policy_texts |= {twin.variant_id: twin.text for twin in twins.values()}
+    if config.twin_policy == "unedited":
+        _add_unedited_twins(pairs, flipped_by, twins, items)
+    traits = {item.content_id: item.traits for item in texts}
     unedited = {variant_id: twin.variant_id for variant_id, twin in twins.items()}
     return TrainingData(pairs, policy_texts, flipped_by, traits, unedited)
 
@@ -106,28 +106,26 @@ def training_data(config: TrainConfig, tokenizer: PairTokenizer | None = None) -
 def _add_unedited_twins(
     pairs: list[Pair],
     flipped_by: list[str],
-    variants: dict[str, PolicyVariant],
+    twins: dict[str, PolicyVariant],
     items: dict[str, LabelledText],
-) -> dict[str, str]:
-    """Append each flipped pair's content under its own policy without the edit.
+) -> None:
+    """Append each flipped pair's content under its own policy without the edit
+    (``twins``, by the edited policy's id).
 
     The two policies differ in the edit's clause alone, the sharpest
-    contradictory example there is. Returns the twins' policy texts by id.
+    contradictory example there is.
     """
-    texts: dict[str, str] = {}
     added: set[tuple[str, str]] = set()
     for pair, edit in list(zip(pairs, flipped_by, strict=True)):
         if not edit:
             continue
-        twin = variants[pair.policy_id].unedited()
+        twin = twins[pair.policy_id]
         label = twin.label_for(items[pair.content_id])
         if label is None or (twin.variant_id, pair.content_id) in added:
             continue
         added.add((twin.variant_id, pair.content_id))
-        texts[twin.variant_id] = twin.text
         pairs.append(Pair(twin.variant_id, pair.content_id, pair.text, label, pair.source))
         flipped_by.append("")
-    return texts
 
 
 def write_pairs(data: TrainingData, path: Path) -> int:
