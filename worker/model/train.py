@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from worker.model.pair_losses import (
     twin_loss,
 )
 from worker.model.sampling import batch_schedule, draw_counts, twin_positions
-from worker.model.tokenize import PairTokenizer
+from worker.model.tokenize import PairTokenizer, TokenRow
 from worker.model.train_config import FLIP_BALANCES, TWIN_POLICIES, TrainConfig
 from worker.model.training_data import (
     TrainingData,
@@ -81,6 +81,21 @@ def _target(pair: Pair, soft: dict[str, float], config: TrainConfig) -> float:
     return config.soft_label_weight * teacher + (1 - config.soft_label_weight) * pair.label
 
 
+def _scored_passes(
+    model: Any, tokenizer: PairTokenizer, rows: Sequence[TokenRow], config: TrainConfig
+) -> Iterator[tuple[list[int], Any]]:
+    """Each pass of bounded windows scored: its pairs and one fp32 logit each (bf16 on CUDA).
+
+    A generator, so a caller can run each pass's backward before the next is scored.
+    """
+    import torch
+
+    for part in row_passes(rows, MAX_ROWS_PER_PASS):
+        with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
+            indices, logits = pair_logits(model, part, tokenizer.pad_id)
+        yield indices, logits.float()
+
+
 def _anchor_references(
     model: Any,
     tokenizer: PairTokenizer,
@@ -98,10 +113,8 @@ def _anchor_references(
     references: dict[int, Any] = {}
     model.eval()
     with torch.no_grad():
-        for part in row_passes(rows, MAX_ROWS_PER_PASS):
-            with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
-                indices, logits = pair_logits(model, part, tokenizer.pad_id)
-            for index, logit in zip(indices, logits.float(), strict=True):
+        for indices, logits in _scored_passes(model, tokenizer, rows, config):
+            for index, logit in zip(indices, logits, strict=True):
                 references[positions[index]] = logit
     model.train()
     return references
@@ -130,18 +143,16 @@ def batch_backward(
     rows = tokenizer.rows([(data.policy_texts[p.policy_id], p.text) for p in chosen])
     loss_fn = torch.nn.BCEWithLogitsLoss()
     terms = dict.fromkeys(("labels", "twins", "anchors"), 0.0)
-    for part in row_passes(rows, MAX_ROWS_PER_PASS):
-        with torch.autocast("cuda", torch.bfloat16, enabled=config.device.startswith("cuda")):
-            indices, logits = pair_logits(model, part, tokenizer.pad_id)
+    for indices, logits in _scored_passes(model, tokenizer, rows, config):
         targets = torch.tensor(
             [_target(chosen[i], soft, config) for i in indices], device=config.device
         )
-        parts = {"labels": loss_fn(logits.float(), targets) * (len(indices) / len(chosen))}
+        parts = {"labels": loss_fn(logits, targets) * (len(indices) / len(chosen))}
         if config.twin_weight > 0:
-            ranked = twin_loss(chosen, indices, logits.float(), twins, config.twin_margin)
+            ranked = twin_loss(chosen, indices, logits, twins, config.twin_margin)
             parts["twins"] = config.twin_weight * ranked
         if references:
-            held = anchor_loss(chosen, indices, logits.float(), references)
+            held = anchor_loss(chosen, indices, logits, references)
             parts["anchors"] = config.kept_anchor_weight * held
         sum(parts.values()).backward()
         for name, value in parts.items():
