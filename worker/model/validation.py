@@ -35,7 +35,13 @@ from worker.model.dataset import OPENAI_CATEGORIES, LabelledText, split_of
 from worker.model.evaluate import binary_metrics, f1_interval
 from worker.model.policy_variants import HELD_OUT_AREAS, PolicyVariant
 
-__all__ = ["Scored", "calibration_pairs", "validation_report"]
+__all__ = [
+    "Scored",
+    "any_category_texts",
+    "calibration_pairs",
+    "validation_report",
+    "validation_texts",
+]
 
 Scorer = Callable[[Sequence[tuple[str, str]]], Sequence[float]]
 _Row = TypeVar("_Row")
@@ -61,8 +67,23 @@ def _scores(score: Scorer, pairs: Sequence[Scored]) -> list[float]:
     return list(score([(pair.policy, pair.text) for pair in pairs]))
 
 
-def _validation(texts: Sequence[LabelledText]) -> list[LabelledText]:
+def validation_texts(texts: Sequence[LabelledText]) -> list[LabelledText]:
+    """The texts training never sees (the content split, not the policy one)."""
     return [item for item in texts if item.text and split_of(item.content_id) == "validation"]
+
+
+def any_category_texts(items: Sequence[LabelledText]) -> list[tuple[LabelledText, int]]:
+    """OpenAI texts labelled for all eight categories, each with its any-category label.
+
+    A row with a missing key could hide a positive, so only complete rows
+    count; on the validation split that is 81 texts.
+    """
+    categories = list(OPENAI_CATEGORIES.values())
+    return [
+        (item, max(item.labels[c] for c in categories))
+        for item in items
+        if item.source == "openai" and set(categories) <= set(item.labels)
+    ]
 
 
 def _plain(variants: Sequence[PolicyVariant], held_out: bool) -> dict[str, list[PolicyVariant]]:
@@ -94,7 +115,7 @@ def calibration_pairs(
     rng = random.Random(seed)
     seen = [variant for variant in variants if not variant.held_out]
     pools: dict[str, list[Scored]] = {}
-    for item in _validation(texts):
+    for item in validation_texts(texts):
         for variant in rng.sample(seen, min(len(seen), 6)):
             label = variant.label_for(item)
             if label is not None:
@@ -126,8 +147,7 @@ def _openai_library(
 ) -> dict[str, Any]:
     """Library policies on OpenAI content: each category on every text labelled for it.
 
-    Any-category needs all eight labels (a row with a missing key could hide a
-    positive), so it is measured on the complete rows, at most ``limit``.
+    Any-category is measured on ``any_category_texts``, at most ``limit``.
     """
     openai = [item for item in items if item.source == "openai"]
     pairs = [
@@ -149,15 +169,11 @@ def _openai_library(
         per_category[category] = _metrics(
             column, [scores[(category, pair.text)] for pair in column], threshold
         )
-    complete = [item for item in openai if set(OPENAI_CATEGORIES.values()) <= set(item.labels)]
-    complete = complete[:limit]
-    any_pairs = [
-        Scored("any", "", item.text, max(item.labels[c] for c in OPENAI_CATEGORIES.values()))
-        for item in complete
-    ]
+    complete = any_category_texts(openai)[:limit]
+    any_pairs = [Scored("any", "", item.text, label) for item, label in complete]
     any_scores = [
         max(scores[(category, item.text)] for category in OPENAI_CATEGORIES.values())
-        for item in complete
+        for item, _ in complete
     ]
     labels = [pair.label for pair in any_pairs]
     return {
@@ -398,7 +414,7 @@ def validation_report(
         ]
         return swept
     rng = random.Random(seed)
-    items = _validation(texts)
+    items = validation_texts(texts)
     report: dict[str, Any] = {"threshold": threshold}
 
     report["openai_library"] = _openai_library(items, limit, score, threshold)

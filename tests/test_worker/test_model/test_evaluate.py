@@ -111,3 +111,33 @@ def test_the_f1_interval_brackets_the_estimate_and_narrows_with_more_rows() -> N
     assert many[1] - many[0] < (high - low) / 3  # 25 times the rows: about a fifth as wide
     perfect = [1, 0] * 20
     assert f1_interval(perfect, [float(y) for y in perfect], 0.5) == (1.0, 1.0)
+
+
+def test_the_paired_difference_is_exact_and_its_interval_is_narrower_than_either_model() -> None:
+    from worker.model.evaluate import f1_difference_interval, f1_interval
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 81)
+    first = np.where(rng.random(81) < 0.8, labels, 1 - labels).astype(bool)
+    second = first.copy()
+    second[np.flatnonzero((labels == 1) & ~first)[:3]] = True  # three misses mended
+    expected = (
+        binary_metrics(labels.tolist(), second.astype(float).tolist(), 0.5).f1
+        - binary_metrics(labels.tolist(), first.astype(float).tolist(), 0.5).f1
+    )
+    difference, low, high = f1_difference_interval(labels.tolist(), first.tolist(), second.tolist())
+    assert difference == pytest.approx(expected, abs=1e-4)
+    assert difference > 0
+    assert low <= difference <= high
+    alone = f1_interval(labels.tolist(), first.astype(float).tolist(), 0.5)
+    assert high - low < alone[1] - alone[0]  # shared errors cancel in the pairing
+    assert low >= 0  # mending misses can only raise F1 here, in every resample
+    same = f1_difference_interval(labels.tolist(), first.tolist(), first.tolist())
+    assert same == (0.0, 0.0, 0.0)
+
+
+def test_a_paired_difference_of_unequal_lengths_is_refused() -> None:
+    from worker.model.evaluate import f1_difference_interval
+
+    with pytest.raises(CopeError, match="same length"):
+        f1_difference_interval([1, 0, 1], [True, False, True], [True, False])
