@@ -21,6 +21,7 @@ __all__ = [
     "EvalRow",
     "Metrics",
     "binary_metrics",
+    "f1_difference_interval",
     "f1_interval",
     "json_objects",
     "precision_recall_curve",
