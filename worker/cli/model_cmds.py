@@ -137,7 +137,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     manifest.write(settings_from(args).model_dir)
     flagged = np.asarray(raw) * scale + bias >= 0
     agreement = float(np.mean(flagged == np.asarray(labels, dtype=bool)))
-    print(json.dumps({**calibration.model_dump(), "accuracy_at_threshold": round(agreement, 4)}))
+    print(
+        json.dumps(
+            {
+                **calibration.model_dump(),
+                "positive_share": round(float(np.mean(labels)), 4),
+                "accuracy_at_threshold": round(agreement, 4),
+            }
+        )
+    )
     return 0
 
 
@@ -391,7 +399,9 @@ def register(commands: Any) -> None:
     calibrate = model_commands.add_parser(
         "calibrate", help="fit one decision threshold for all policies into the manifest"
     )
-    calibrate.add_argument("--per-area", type=int, default=120, help="pairs per harm area")
+    calibrate.add_argument(
+        "--per-area", type=int, default=120, help="pairs per harm area, at the labels' own rate"
+    )
     _variant_options(calibrate)
     calibrate.set_defaults(handler=_cmd_calibrate)
     recover = model_commands.add_parser(

@@ -1,6 +1,8 @@
 """What matters about a policy-steerable model, measured on content it never saw.
 
-Four questions, each on the validation split of the shared data:
+Four questions, each on the validation split of the shared data, less the
+calibration slice (``calibration_texts``), so the cut the report judges was
+never fitted on the content it is judged on:
 
 - library policies on OpenAI moderation content: per-category and
   any-category F1, the figure peers publish;
@@ -39,6 +41,7 @@ __all__ = [
     "Scored",
     "any_category_texts",
     "calibration_pairs",
+    "calibration_texts",
     "validation_report",
     "validation_texts",
 ]
@@ -47,6 +50,9 @@ Scorer = Callable[[Sequence[tuple[str, str]]], Sequence[float]]
 _Row = TypeVar("_Row")
 
 SEEN_POLICIES_PER_EDIT = 2  # training policies per edit in the seen-policies control
+# The lowest quarter of the validation split's hash range (``split_of`` puts the
+# lowest 0.2 in validation): calibration content, which the report never reads.
+CALIBRATION_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,30 @@ def _scores(score: Scorer, pairs: Sequence[Scored]) -> list[float]:
     return list(score([(pair.policy, pair.text) for pair in pairs]))
 
 
-def validation_texts(texts: Sequence[LabelledText]) -> list[LabelledText]:
-    """The texts training never sees (the content split, not the policy one)."""
+def _labels_every_category(item: LabelledText) -> bool:
+    """An OpenAI row with all eight category keys: its any-category label is known."""
+    return item.source == "openai" and set(OPENAI_CATEGORIES.values()) <= set(item.labels)
+
+
+def _for_calibration(item: LabelledText) -> bool:
+    """In the calibration slice: the any-category rows (81) are too few to share, so stay out."""
+    return split_of(item.content_id, CALIBRATION_SHARE) == "validation" and not (
+        _labels_every_category(item)
+    )
+
+
+def _validation_split(texts: Sequence[LabelledText]) -> list[LabelledText]:
     return [item for item in texts if item.text and split_of(item.content_id) == "validation"]
+
+
+def validation_texts(texts: Sequence[LabelledText]) -> list[LabelledText]:
+    """The texts the report reads: never trained on, never calibrated on."""
+    return [item for item in _validation_split(texts) if not _for_calibration(item)]
+
+
+def calibration_texts(texts: Sequence[LabelledText]) -> list[LabelledText]:
+    """The texts calibration reads: never trained on, never in the report."""
+    return [item for item in _validation_split(texts) if _for_calibration(item)]
 
 
 def any_category_texts(items: Sequence[LabelledText]) -> list[tuple[LabelledText, int]]:
@@ -82,7 +109,7 @@ def any_category_texts(items: Sequence[LabelledText]) -> list[tuple[LabelledText
     return [
         (item, max(item.labels[c] for c in categories))
         for item in items
-        if item.source == "openai" and set(categories) <= set(item.labels)
+        if _labels_every_category(item)
     ]
 
 
@@ -111,11 +138,17 @@ def calibration_pairs(
     per_area: int,
     seed: int = 0,
 ) -> list[Scored]:
-    """Validation content under seen variants, up to ``per_area`` pairs each, half positive."""
+    """Calibration content under seen variants, up to ``per_area`` pairs a harm area.
+
+    Pairs keep the labels' own rate (about a fifth positive on the shared
+    data) rather than half: the F1-best cut of a balanced set sits lower than
+    that of any set where positives are rarer, and in moderation traffic they
+    are rarer still, so balanced pairs set a cut that over-flags.
+    """
     rng = random.Random(seed)
     seen = [variant for variant in variants if not variant.held_out]
     pools: dict[str, list[Scored]] = {}
-    for item in validation_texts(texts):
+    for item in calibration_texts(texts):
         for variant in rng.sample(seen, min(len(seen), 6)):
             label = variant.label_for(item)
             if label is not None:
@@ -124,8 +157,7 @@ def calibration_pairs(
                 )
     chosen: list[Scored] = []
     for area in sorted(pools):
-        pool = pools[area]
-        chosen += _balanced(pool, [pair.label for pair in pool], per_area, rng)
+        chosen += rng.sample(pools[area], min(len(pools[area]), per_area))
     return chosen
 
 

@@ -12,7 +12,13 @@ from policy_registry import library_policy
 from worker.model.dataset import OPENAI_CATEGORIES, UNRELATED_AREAS, LabelledText, split_of
 from worker.model.harm_areas import HARM_AREAS
 from worker.model.policy_variants import PolicyVariant, edit_probes, generate_variants
-from worker.model.validation import calibration_pairs, validation_report
+from worker.model.validation import (
+    any_category_texts,
+    calibration_pairs,
+    calibration_texts,
+    validation_report,
+    validation_texts,
+)
 
 FUNCTIONALITIES = {
     "slur_reclaimed_nh": 0,
@@ -124,7 +130,7 @@ def test_every_flipped_validation_case_is_measured_and_kept_cases_are_bounded(
 ) -> None:
     texts = _texts()
     edited = [v for v in variants if v.area == "hate" and v.held_out and v.edits]
-    hatecheck = [t for t in texts if t.source == "hatecheck" and split_of(t.content_id) != "train"]
+    hatecheck = [t for t in validation_texts(texts) if t.source == "hatecheck"]
     flips = sum(
         v.label_for(item) not in (None, item.labels["hate"]) for v in edited for item in hatecheck
     )
@@ -286,7 +292,7 @@ def test_openai_categories_use_every_labelled_text_and_any_category_only_complet
     texts += partial
     split = {item.content_id for item in texts if split_of(item.content_id) == "validation"}
     complete = [item for item in texts[:400] if item.content_id in split]
-    extra = [item for item in partial if item.content_id in split]
+    extra = validation_texts(partial)
     report = validation_report(texts, variants, _oracle(texts, variants, blind=False), limit=1000)[
         "openai_library"
     ]
@@ -297,14 +303,44 @@ def test_openai_categories_use_every_labelled_text_and_any_category_only_complet
     assert report["any_category"]["f1"] == 1.0
 
 
-def test_calibration_pairs_come_from_seen_policies_and_held_out_content(
+def test_calibration_content_is_a_slice_of_validation_the_report_never_reads() -> None:
+    texts = _texts()
+    report, calibration = validation_texts(texts), calibration_texts(texts)
+    split = {item.content_id for item in texts if split_of(item.content_id) == "validation"}
+    report_ids = {item.content_id for item in report}
+    calibration_ids = {item.content_id for item in calibration}
+    assert calibration_ids
+    assert not report_ids & calibration_ids
+    assert report_ids | calibration_ids == split
+    # the few rows any-category F1 rests on all stay in the report
+    every = {item.content_id for item, _ in any_category_texts(texts)} & split
+    assert every
+    assert every <= report_ids
+
+
+def test_calibration_pairs_come_from_seen_policies_and_calibration_content(
     variants: list[PolicyVariant],
 ) -> None:
-    pairs = calibration_pairs(_texts(), variants, per_area=20)
+    texts = _texts()
+    pairs = calibration_pairs(texts, variants, per_area=20)
     held = {variant.variant_id for variant in variants if variant.held_out}
     assert pairs
     assert not {pair.policy_id for pair in pairs} & held
     assert {pair.label for pair in pairs} == {0, 1}
+    assert {pair.text for pair in pairs} <= {item.text for item in calibration_texts(texts)}
+
+
+def test_calibration_pairs_keep_the_labels_own_rate_instead_of_half(
+    variants: list[PolicyVariant],
+) -> None:
+    rare = [
+        LabelledText("toxigen", f"t-{n}", f"toxigen text {n}", {"hate": int(n % 10 == 0)})
+        for n in range(3000)
+    ]
+    pairs = calibration_pairs(rare, variants, per_area=2000)
+    share = sum(pair.label for pair in pairs) / len(pairs)
+    assert len(pairs) > 50
+    assert 0.03 < share < 0.2
 
 
 @pytest.mark.parametrize("cuts", ["0,0.5", "0.5,1", "1.5", "nan", "inf", "half", "0.5,", ""])
