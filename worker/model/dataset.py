@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
+VALIDATION_SHARE = 0.2  # of content, by hash of its id: never trained on
 
 OPENAI_CATEGORIES = {
     "S": "sexual",
@@ -88,7 +89,7 @@ def contradicted_share(pairs: Sequence[Pair]) -> float:
     return sum(len(seen) == 2 for seen in labels.values()) / len(labels) if labels else 0.0
 
 
-def split_of(content_id: str, validation_share: float = 0.2) -> str:
+def split_of(content_id: str, validation_share: float = VALIDATION_SHARE) -> str:
     """``train`` or ``validation``, fixed by a hash of the content id."""
     bucket = int(hashlib.sha256(content_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "validation" if bucket < validation_share else "train"
@@ -237,7 +238,10 @@ def load_all(data_dir: Path = DEFAULT_DATA_DIR, davidson_limit: int = 4000) -> l
 
 
 def build_pairs(
-    texts: list[LabelledText], policy_ids: set[str], split: str, validation_share: float = 0.2
+    texts: list[LabelledText],
+    policy_ids: set[str],
+    split: str,
+    validation_share: float = VALIDATION_SHARE,
 ) -> list[Pair]:
     """Pairs of one split: each text under every policy it has a label for."""
     return [
