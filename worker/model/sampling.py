@@ -312,20 +312,23 @@ def draw_counts(data: TrainingData, order: Sequence[int]) -> dict[str, Any]:
 
     Draw weights interact (an area's weight, its data sets', partners pulled
     in beside flips), so a recipe is judged by counting its draws before
-    spending an hour of training on it.
+    spending an hour of training on it. Traits count by label too: texts an
+    edit flips can end up drawn with the other label more often than with
+    their own, and the model then learns the exception as the rule.
     """
     areas: dict[str, dict[str, Any]] = {}
     edits: Counter[str] = Counter()
-    traits: Counter[str] = Counter()
+    traits: dict[str, dict[str, int]] = {}
     for index in order:
         pair, edit = data.pairs[index], data.flipped_by[index]
         area = areas.setdefault(area_of(pair.policy_id), {"draws": 0, "by_source": {}})
         area["draws"] += 1
-        kinds = area["by_source"].setdefault(pair.source, {"0": 0, "1": 0, "flipped": 0})
-        kinds["flipped" if edit else str(pair.label)] += 1
+        kind = "flipped" if edit else str(pair.label)
+        area["by_source"].setdefault(pair.source, {"0": 0, "1": 0, "flipped": 0})[kind] += 1
         if edit:
             edits[edit] += 1
-        traits.update(data.traits[pair.content_id])
+        for trait in data.traits[pair.content_id]:
+            traits.setdefault(trait, {"0": 0, "1": 0, "flipped": 0})[kind] += 1
     return {
         "draws": len(order),
         "flipped": sum(edits.values()),

@@ -406,6 +406,11 @@ def test_draw_counts_add_up_to_the_schedule_and_show_a_data_sets_weight(
     )
     assert counts["flipped"] == flipped == sum(counts["by_edit"].values()) > 0
     assert all(name.startswith("hatecheck:") for name in counts["by_trait"] if "_nh" in name)
+    for kind in ("0", "1", "flipped"):  # traits count by label as data sets do
+        assert counts["by_trait"]["source:hatecheck"][kind] == sum(
+            a["by_source"].get("hatecheck", {}).get(kind, 0) for a in counts["by_area"].values()
+        )
+    assert counts["by_trait"]["source:hatecheck"]["flipped"] > 0
 
     def hatecheck_under_hate(weight: float) -> int:
         weighted = replace(config, draw_weights=(("hate:hatecheck", weight),))
