@@ -42,6 +42,7 @@ __all__ = [
     "any_category_texts",
     "calibration_pairs",
     "calibration_texts",
+    "hatecheck_library",
     "validation_report",
     "validation_texts",
 ]
@@ -303,6 +304,32 @@ def _flips(
     return pairs
 
 
+def hatecheck_library(
+    texts: Sequence[LabelledText], score: Scorer, threshold: float
+) -> dict[str, Any]:
+    """Every HateCheck validation text under the library hate policy, by functionality.
+
+    The policy a team starts from, read as HateCheck is meant to be read. The
+    edited-policy sections score HateCheck only under generated variants, so
+    a model that stopped flagging dehumanization under the library policy,
+    which names it, went unseen there.
+    """
+    plain = library_policy("hate")
+    pairs = [
+        Scored("hate", plain, item.text, item.labels["hate"], functionality=_functionality(item))
+        for item in validation_texts(texts)
+        if item.source == "hatecheck"
+    ]
+    scores = _scores(score, pairs)
+    return {
+        **_metrics(pairs, scores, threshold),
+        "accuracy": _accuracy(pairs, scores, threshold),
+        "accuracy_by_functionality": _accuracy_by(
+            list(zip(pairs, scores, strict=True)), lambda p: p.functionality, threshold
+        ),
+    }
+
+
 def _flag_everything(flipped: Sequence[Scored], kept: Sequence[Scored]) -> dict[str, Any]:
     """Flip and kept accuracy of a scorer that flags every text: the floor to beat.
 
@@ -424,7 +451,7 @@ def validation_report(
     probes: Sequence[PolicyVariant] = (),
     sweep: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """The four measurements, with ``limit`` bounding each group's size.
+    """The measurements, with ``limit`` bounding each sampled group's size.
 
     ``probes`` (``edit_probes``) adds ``hatecheck_edit_probes``: the HateCheck
     measures again under many more held-out policies, one edit each.
@@ -480,6 +507,7 @@ def validation_report(
     report["hatecheck_edits_seen_policies"] = _hatecheck_edits(
         items, seen_edited, score, limit // 4, threshold, rng
     )
+    report["hatecheck_library"] = hatecheck_library(texts, score, threshold)
     return report
 
 
@@ -525,4 +553,7 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
             headlines[f"{section}_flip"] = report[section]["flip_accuracy"]
             headlines[f"{section}_kept"] = report[section]["kept_accuracy"]
             headlines[f"{section}_kept_lost_to_edit"] = report[section]["kept_lost_to_edit"]
+    if "hatecheck_library" in report:
+        headlines["hatecheck_library_f1"] = report["hatecheck_library"]["f1"]
+        headlines["hatecheck_library_accuracy"] = report["hatecheck_library"]["accuracy"]
     return headlines

@@ -125,6 +125,38 @@ def test_kept_cases_an_edit_pushes_below_the_threshold_are_counted_as_lost_to_it
     assert report["kept_lost_to_edit"] == pytest.approx(kept_hateful, abs=1e-4)
 
 
+def test_hatecheck_under_the_library_policy_names_the_kinds_a_model_misses(
+    variants: list[PolicyVariant],
+) -> None:
+    texts = _texts()
+    reader = _oracle(texts, variants, blind=False)
+    plain = library_policy("hate")
+    implicit = {t.text for t in texts if "hatecheck:derog_impl_h" in t.traits}
+
+    def misses_implicit_hate_under_the_library_policy(
+        pairs: Sequence[tuple[str, str]],
+    ) -> list[float]:
+        scores = reader(pairs)
+        return [
+            0.0 if policy == plain and text in implicit else score
+            for (policy, text), score in zip(pairs, scores, strict=True)
+        ]
+
+    report = validation_report(texts, variants, misses_implicit_hate_under_the_library_policy)
+    library = report["hatecheck_library"]
+    hatecheck = [t for t in validation_texts(texts) if t.source == "hatecheck"]
+    assert library["n"] == len(hatecheck)  # every validation text, not a sample
+    kinds = library["accuracy_by_functionality"]
+    assert kinds.pop("derog_impl_h")["accuracy"] == 0.0
+    assert kinds
+    assert all(kind["accuracy"] == 1.0 for kind in kinds.values())
+    assert library["precision"] == 1.0 > library["recall"]
+    # the edited-policy sections never score the library policy, so they miss it
+    assert report["hatecheck_edits"]["kept_accuracy"] == 1.0
+    perfect = validation_report(texts, variants, reader)
+    assert perfect["hatecheck_library"]["f1"] == perfect["hatecheck_library"]["accuracy"] == 1.0
+
+
 def test_every_flipped_validation_case_is_measured_and_kept_cases_are_bounded(
     variants: list[PolicyVariant],
 ) -> None:
