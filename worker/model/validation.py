@@ -39,6 +39,7 @@ from worker.model.policy_variants import HELD_OUT_AREAS, PolicyVariant
 
 __all__ = [
     "Scored",
+    "Scorer",
     "any_category_texts",
     "calibration_pairs",
     "calibration_texts",
