@@ -554,7 +554,6 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
             headlines[f"{section}_flip"] = report[section]["flip_accuracy"]
             headlines[f"{section}_kept"] = report[section]["kept_accuracy"]
             headlines[f"{section}_kept_lost_to_edit"] = report[section]["kept_lost_to_edit"]
-    if "hatecheck_library" in report:
-        headlines["hatecheck_library_f1"] = report["hatecheck_library"]["f1"]
-        headlines["hatecheck_library_accuracy"] = report["hatecheck_library"]["accuracy"]
+    headlines["hatecheck_library_f1"] = report["hatecheck_library"]["f1"]
+    headlines["hatecheck_library_accuracy"] = report["hatecheck_library"]["accuracy"]
     return headlines
