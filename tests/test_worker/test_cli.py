@@ -391,3 +391,17 @@ def test_recover_refuses_to_write_over_a_folder_that_holds_files(
     assert code == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "state.pt").read_text() == "a training run's state"
+
+
+def test_average_prints_its_provenance_and_refuses_one_checkpoint(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    average = ["model", "average", "--checkpoint", str(tiny_checkpoint)]
+    out = tmp_path / "soup"
+    assert main([*average, "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["shares"] == [0.5, 0.5]
+    assert (out / "model.safetensors").is_file()
+    assert main([*average, "--out", str(tmp_path / "one")]) == 2
+    err = capsys.readouterr().err
+    assert "at least two" in err
+    assert "Traceback" not in err

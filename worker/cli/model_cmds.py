@@ -56,6 +56,14 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_average(args: argparse.Namespace) -> int:
+    from worker.model.average import average_checkpoints
+
+    provenance = average_checkpoints(args.checkpoint, args.out, weights=args.weight or None)
+    print(json.dumps({"out": str(args.out), **provenance}))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from worker.model.train import run_from_arguments
 
@@ -69,7 +77,7 @@ def _validation_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from worker.model.policy_variants import generate_variants
     from worker.model.runtime import load_classifier
 
-    classifier = load_classifier(settings_from(args))
+    classifier = load_classifier(settings_from(args), variant=args.variant)
     texts = load_all(Path(args.data_dir or DEFAULT_DATA_DIR))
     variants = generate_variants(
         args.variants_per_area, seed=args.variant_seed, fits=classifier.tokenizer.fits_policy
@@ -102,6 +110,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report = {
         "model": classifier.manifest.name,
         "model_version": classifier.manifest.version,
+        "variant": classifier.variant,
         **report,
     }
     print(json.dumps(report, indent=2))
@@ -347,6 +356,11 @@ def _variant_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="labelled data (default: ../shared/data)")
     parser.add_argument("--variant-seed", type=int, default=defaults.seed)
     parser.add_argument("--variants-per-area", type=int, default=defaults.variants_per_area)
+    parser.add_argument(
+        "--variant",
+        choices=["fp32", "fp16", "int8"],
+        help="graph to measure (default: the device's, int8 on the CPU)",
+    )
     model_options(parser)
 
 
@@ -376,6 +390,20 @@ def register(commands: Any) -> None:
 
     add_train_arguments(train)
     train.set_defaults(handler=_cmd_train)
+    average = model_commands.add_parser(
+        "average", help="weighted mean of checkpoints from one ancestor (a model soup)"
+    )
+    average.add_argument(
+        "--checkpoint", type=Path, action="append", required=True, help="repeat, two or more"
+    )
+    average.add_argument(
+        "--weight",
+        type=float,
+        action="append",
+        help="one per checkpoint, in order (default: equal)",
+    )
+    average.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
+    average.set_defaults(handler=_cmd_average)
     validate = model_commands.add_parser(
         "validate", help="per-policy F1 on held-out content of ../shared/data"
     )

@@ -401,6 +401,7 @@ def test_validate_and_calibrate_commands_on_a_small_data_set(
     out = tmp_path / "report.json"
     assert main(["model", "validate", "--limit", "4", "--out", str(out), *common]) == 0
     report = json.loads(out.read_text())
+    assert report["variant"] == "int8"
     assert set(report) >= {"openai_library", "wordings", "held_out_area", "hatecheck_edits"}
     assert report["wordings"]["policies_seen"] > 0
     assert report["hatecheck_edit_probes"]["variants"] > report["hatecheck_edits"]["variants"]
@@ -421,3 +422,31 @@ def test_validate_and_calibrate_commands_on_a_small_data_set(
     assert code == 2
     assert "calibration" in capsys.readouterr().err
     assert load_manifest(model).calibration is None
+
+
+def test_validate_measures_the_variant_it_is_asked_for_and_names_a_missing_one(
+    data_dir: Path, worker_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from worker.cli import main
+    from worker.model.manifest import load_manifest
+
+    common = [
+        "--data-dir",
+        str(data_dir),
+        "--model-dir",
+        str(worker_model_dir),
+        "--provider",
+        "cpu",
+    ]
+    out = tmp_path / "int8.json"
+    argv = ["model", "validate", "--limit", "4", "--probes-per-edit", "0", "--variant", "int8"]
+    assert main([*argv, "--out", str(out), *common]) == 0
+    assert json.loads(out.read_text())["variant"] == "int8"
+    capsys.readouterr()
+    for command in (["validate", "--limit", "4"], ["calibrate", "--per-area", "4"]):
+        assert main(["model", *command, "--variant", "fp32", *common]) == 2
+        err = capsys.readouterr().err
+        assert "has no fp32 variant (present: int8)" in err
+    assert load_manifest(worker_model_dir).calibration is None
