@@ -41,13 +41,14 @@ def main() -> None:
         report = hatecheck_library(texts, _scorer(classifier), classifier.manifest.threshold)
         results[classifier.manifest.version] = {"model": str(model_dir), **report}
     kinds = sorted({kind for r in results.values() for kind in r["accuracy_by_functionality"]})
-    print(f"{'functionality':<22}" + "".join(f"{version:>9}" for version in results))
+    width = max(9, *(len(version) + 2 for version in results))
+    print(f"{'functionality':<22}" + "".join(f"{version:>{width}}" for version in results))
     for kind in ["f1", "accuracy", *kinds]:
         cells = [
             r[kind] if kind in r else r["accuracy_by_functionality"][kind]["accuracy"]
             for r in results.values()
         ]
-        print(f"{kind:<22}" + "".join(f"{cell:>9.2f}" for cell in cells))
+        print(f"{kind:<22}" + "".join(f"{cell:>{width}.2f}" for cell in cells))
     stamp = datetime.now(UTC).strftime("%Y%m%d")
     name = f"hatecheck-library-{'-vs-'.join(results)}-{stamp}.json"
     (ROOT / "benchmarks" / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
