@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 
 from worker.errors import ModelError
+from worker.model.carry import SIDE_FILES, WEIGHTS_FILE
 
 __all__ = ["average_checkpoints"]
 
-WEIGHTS_FILE = "model.safetensors"
-SIDE_FILES = ("config.json", "tokenizer.json")
 PROVENANCE_FILE = "average.json"
 
 
