@@ -391,6 +391,11 @@ def test_recover_refuses_to_write_over_a_folder_that_holds_files(
     assert code == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "state.pt").read_text() == "a training run's state"
+    a_file = tmp_path / "state.pt"
+    code = main(["model", "recover", "--model-dir", str(tiny_model_dir), "--out", str(a_file)])
+    assert code == 2
+    assert "is a file" in capsys.readouterr().err
+    assert a_file.read_text() == "a training run's state"
 
 
 def test_average_prints_its_provenance_and_refuses_one_checkpoint(

@@ -60,8 +60,10 @@ def average_checkpoints(
     if len(checkpoints) < 2:
         raise ModelError("averaging needs at least two checkpoints")
     shares = _shares(len(checkpoints), weights)
-    if out.exists() and any(out.iterdir()):
-        raise ModelError(f"{out} is not empty; average into a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(
+            f"{out} is a file or a folder that is not empty; average into a new folder"
+        )
     for checkpoint in checkpoints:
         if not (checkpoint / WEIGHTS_FILE).is_file():
             raise ModelError(f"no {WEIGHTS_FILE} in checkpoint {checkpoint}")

@@ -211,8 +211,10 @@ def recover_checkpoint(model_dir: Path, out: Path, variant: Variant | None = Non
     import torch
     from transformers import BertForSequenceClassification
 
-    if out.exists() and any(out.iterdir()):
-        raise ModelError(f"{out} is not empty; recover into a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(
+            f"{out} is a file or a folder that is not empty; recover into a new folder"
+        )
     manifest = load_manifest(model_dir)
     present = [name for name in _PREFERENCE if name in manifest.variants]
     if not present:

@@ -108,3 +108,8 @@ def test_a_folder_that_holds_files_is_never_written_over(
     with pytest.raises(ModelError, match="not empty"):
         average_checkpoints([tiny_checkpoint, other], other)
     assert (other / "model.safetensors").read_bytes() == before
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("someone's notes")
+    with pytest.raises(ModelError, match="is a file"):
+        average_checkpoints([tiny_checkpoint, other], a_file)
+    assert a_file.read_text() == "someone's notes"
