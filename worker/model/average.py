@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from worker.errors import ModelError
-from worker.model.carry import SIDE_FILES, WEIGHTS_FILE
+from worker.model.carry import SIDE_FILES, WEIGHTS_FILE, require_new_folder
 
 __all__ = ["average_checkpoints"]
 
@@ -60,10 +60,7 @@ def average_checkpoints(
     if len(checkpoints) < 2:
         raise ModelError("averaging needs at least two checkpoints")
     shares = _shares(len(checkpoints), weights)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelError(
-            f"{out} is a file or a folder that is not empty; average into a new folder"
-        )
+    require_new_folder(out, "average")
     for checkpoint in checkpoints:
         if not (checkpoint / WEIGHTS_FILE).is_file():
             raise ModelError(f"no {WEIGHTS_FILE} in checkpoint {checkpoint}")

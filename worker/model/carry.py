@@ -31,6 +31,12 @@ SIDE_FILES = ("config.json", "tokenizer.json")
 MiB = 1 << 20
 
 
+def require_new_folder(out: Path, verb: str) -> None:
+    """Refuse to write a checkpoint over a file or over a folder that holds files."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(f"{out} is a file or a folder that is not empty; {verb} into a new folder")
+
+
 def _int8_rows(tensor: npt.NDArray[np.float32]) -> tuple[bytes, bytes]:
     """Symmetric int8 per row: the values, then one fp32 scale per row."""
     rows = tensor.reshape(tensor.shape[0], -1)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from worker.errors import ModelError
+from worker.model.carry import require_new_folder
 from worker.model.manifest import Variant, load_manifest
 
 __all__ = ["recover_checkpoint"]
@@ -211,10 +212,7 @@ def recover_checkpoint(model_dir: Path, out: Path, variant: Variant | None = Non
     import torch
     from transformers import BertForSequenceClassification
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelError(
-            f"{out} is a file or a folder that is not empty; recover into a new folder"
-        )
+    require_new_folder(out, "recover")
     manifest = load_manifest(model_dir)
     present = [name for name in _PREFERENCE if name in manifest.variants]
     if not present:
