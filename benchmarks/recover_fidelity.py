@@ -32,10 +32,11 @@ from worker.model.dataset import (  # noqa: E402
 )
 from worker.model.manifest import load_manifest  # noqa: E402
 from worker.model.runtime import load_classifier, pad_batch  # noqa: E402
+from worker.model.tokenize import PairTokenizer  # noqa: E402
 from worker.settings import SHIPPED_MODEL_DIR, Settings  # noqa: E402
 
 
-def _pairs(count: int) -> list[tuple[str, str]]:
+def validation_pairs(count: int) -> list[tuple[str, str]]:
     """Validation texts, each under the library policy of its first labelled area."""
     ids = set(library_ids())
     texts = [
@@ -47,19 +48,20 @@ def _pairs(count: int) -> list[tuple[str, str]]:
     return [(library_policy(min(set(t.labels) & ids)), t.text) for t in texts[:count]]
 
 
-def _logits(model_dir: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
+def graph_logits(graph: Path, tokenizer: PairTokenizer, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """Raw logits of one ONNX graph, one per window row, on the CPU."""
     import onnxruntime as ort
 
-    classifier = load_classifier(Settings(model_dir=model_dir, provider="cpu"), variant="int8")
-    session = ort.InferenceSession(
-        str(model_dir / classifier.manifest.variant("int8").file),
-        providers=["CPUExecutionProvider"],
-    )
-    rows = classifier.tokenizer.rows(pairs)
-    batches = [
-        pad_batch(rows[i : i + 16], classifier.tokenizer.pad_id) for i in range(0, len(rows), 16)
-    ]
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    rows = tokenizer.rows(pairs)
+    batches = [pad_batch(rows[i : i + 16], tokenizer.pad_id) for i in range(0, len(rows), 16)]
     return np.concatenate([session.run(["logits"], feed)[0].reshape(-1) for feed in batches])
+
+
+def _logits(model_dir: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
+    classifier = load_classifier(Settings(model_dir=model_dir, provider="cpu"), variant="int8")
+    graph = model_dir / classifier.manifest.variant("int8").file
+    return graph_logits(graph, classifier.tokenizer, pairs)
 
 
 def _shown(folder: Path) -> str:
@@ -74,7 +76,7 @@ def main() -> None:
     parser.add_argument("--original", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--pairs", type=int, default=400)
     args = parser.parse_args()
-    pairs = _pairs(args.pairs)
+    pairs = validation_pairs(args.pairs)
     original, recovered = _logits(args.original, pairs), _logits(args.recovered, pairs)
     gap = np.abs(original - recovered)
     result = {
