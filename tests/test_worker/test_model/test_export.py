@@ -56,6 +56,52 @@ def test_int8_quantizes_attention_and_matmuls(tiny_model_dir: Path) -> None:
     assert "Attention" not in ops
 
 
+def _integer_weights(graph: Path) -> list[np.ndarray]:
+    """The int8 weights that integer matmuls multiply activations by."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    names = {
+        node.input[1]
+        for node in model.graph.node
+        if node.op_type in ("MatMulInteger", "QAttention")
+    }
+    return [numpy_helper.to_array(initializers[name]) for name in sorted(names)]
+
+
+def test_int8_weights_keep_seven_bits_so_no_cpu_saturates(tiny_model_dir: Path) -> None:
+    weights = _integer_weights(tiny_model_dir / "model.int8.onnx")
+    assert weights
+    assert all(weight.dtype == np.int8 for weight in weights)
+    assert max(int(np.abs(weight.astype(np.int16)).max()) for weight in weights) <= 64
+
+
+def test_seven_bit_weights_multiply_exactly_on_this_cpu() -> None:
+    """The worst case for pairwise int16 sums: every activation 255, every weight +-64."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows, depth, columns = 8, 384, 64
+    activations = np.full((rows, depth), 255, np.uint8)
+    activations[1::2, ::3] = 0  # some rows uneven, so a zero point of 0 is not the only case
+    weights = np.where(np.arange(columns) % 2 == 0, 64, -64).astype(np.int8)
+    weights = np.broadcast_to(weights, (depth, columns)).copy()
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])],
+        "worst-case",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [rows, depth])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [rows, columns])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    [product] = session.run(None, {"a": activations})
+    assert np.array_equal(product, activations.astype(np.int64) @ weights.astype(np.int64))
+
+
 def test_fp16_is_a_valid_fused_graph_with_fp16_weights(tiny_model_dir: Path) -> None:
     import onnx
 
