@@ -1,4 +1,4 @@
-"""One calibration for all policies: Platt scaling shifted to the F1-best cut."""
+"""One calibration for all policies: Platt scaling shifted to half its best F1."""
 
 from __future__ import annotations
 
@@ -45,12 +45,53 @@ def test_the_best_threshold_maximises_f1() -> None:
     assert best_threshold(scores, labels) == 0.6  # flags 4, 3 right: F1 6/7
 
 
-def test_after_calibration_half_is_the_f1_best_cut() -> None:
+def _f1(logits: np.ndarray, labels: np.ndarray, scale: float, bias: float) -> float:
+    flagged = scale * logits + bias >= 0
+    right = int(np.sum(flagged & (labels == 1)))
+    return 2 * right / (int(flagged.sum()) + int(labels.sum()))
+
+
+def test_calibration_puts_half_at_half_the_best_f1_of_the_platt_fit() -> None:
     logits, labels = _logistic_data(0.7, -2.0)
+    platt_scale, platt_bias = fit_platt(logits, labels)
+    probabilities = 1 / (1 + np.exp(-(platt_scale * np.asarray(logits) + platt_bias)))
+    cut = best_threshold(probabilities.tolist(), labels)
+    best = _f1(np.asarray(probabilities), np.asarray(labels), 1.0, -cut)
     scale, bias = fit_calibration(logits, labels)
-    calibrated = 1 / (1 + np.exp(-(scale * np.asarray(logits) + bias)))
-    cut = best_threshold(calibrated.tolist(), labels)
-    assert cut == pytest.approx(0.5, abs=1e-6)
+    assert scale == platt_scale
+    assert bias == pytest.approx(platt_bias - logit([best / 2])[0])
+
+
+def test_on_well_calibrated_scores_the_cut_is_as_good_as_the_f1_best_one() -> None:
+    logits, labels = _logistic_data(0.7, -2.0)
+    x, y = np.asarray(logits), np.asarray(labels)
+    scale, bias = fit_calibration(logits, labels)
+    best = max(_f1(x, y, 1.0, -cut) for cut in np.linspace(-4, 8, 241))
+    assert _f1(x, y, scale, bias) == pytest.approx(best, abs=0.005)
+
+
+def _bimodal_pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Like the model's logits: most pairs far out on either side, few between."""
+    confident = np.concatenate([rng.normal(-11, 0.5, 930), rng.normal(11, 0.5, 180)])
+    # a few confident mistakes on each side, as the model makes
+    sure = np.repeat([0, 1, 0, 1], [900, 30, 20, 160])
+    between = rng.uniform(-6, 6, 90)
+    unsure = (rng.random(90) < 1 / (1 + np.exp(-0.3 * between))).astype(int)
+    return np.concatenate([confident, between]), np.concatenate([sure, unsure])
+
+
+def test_the_cut_moves_less_between_samples_than_the_pairs_own_f1_best_cut() -> None:
+    rng = np.random.default_rng(3)
+    ours, argmax = [], []
+    for _ in range(40):
+        x, y = _bimodal_pairs(rng)
+        scale, bias = fit_calibration(x.tolist(), y.tolist())
+        ours.append(-bias / scale)
+        platt_scale, platt_bias = fit_platt(x.tolist(), y.tolist())
+        probabilities = 1 / (1 + np.exp(-(platt_scale * x + platt_bias)))
+        cut = best_threshold(probabilities.tolist(), y.tolist())
+        argmax.append((logit([cut])[0] - platt_bias) / platt_scale)
+    assert np.std(ours) < 0.5 * np.std(argmax)
 
 
 def test_logit_inverts_the_sigmoid_and_stays_finite() -> None:
