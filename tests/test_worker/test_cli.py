@@ -174,6 +174,8 @@ def test_export_writes_fused_variants_and_manifest(
             "64",
             "--variants",
             "fp32,int8",
+            "--rounding-pairs",
+            "0",
         ]
     )
     assert code == 0
@@ -205,6 +207,30 @@ def test_export_rejects_an_unknown_variant(
     )
     assert code == 2
     assert "unknown variant 'int4'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--rounding-pairs", "-1"], "--rounding-pairs must be 0 or more, not -1"),
+        (["--rounding-pairs", "4"], "a rounding pair's policy is "),
+        (["--data-dir", "/nonexistent"], "or export with --rounding-pairs 0"),
+    ],
+)
+def test_export_explains_rounding_pairs_it_cannot_use(
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: list[str],
+    message: str,
+) -> None:
+    """The tiny model's 64-token policy budget cannot hold a library policy."""
+    out = tmp_path / "exported"
+    export = ["model", "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    code = main([*export, "--max-length", "128", "--max-policy-tokens", "64", *option])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "manifest.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -379,8 +405,8 @@ def test_recover_writes_a_checkpoint_that_export_accepts(
     assert main(["model", "recover", "--model-dir", str(tiny_model_dir), "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["variant"] == "fp32"
     export = ["model", "export", "--checkpoint", str(out), "--out", str(tmp_path / "again")]
-    code = main([*export, "--max-length", "128", "--max-policy-tokens", "64", "--variants", "int8"])
-    assert code == 0
+    tiny = ["--max-length", "128", "--max-policy-tokens", "64", "--rounding-pairs", "0"]
+    assert main([*export, *tiny, "--variants", "int8"]) == 0
 
 
 def test_recover_refuses_to_write_over_a_folder_that_holds_files(

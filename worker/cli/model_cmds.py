@@ -23,6 +23,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for variant in variants:
         if variant not in ("fp32", "fp16", "int8"):
             raise CopeError(f"unknown variant {variant!r}; choose from fp32, fp16, int8")
+    if args.rounding_pairs < 0:
+        raise CopeError(f"--rounding-pairs must be 0 or more, not {args.rounding_pairs}")
+    pairs: list[tuple[str, str]] = []
+    if "int8" in variants and args.rounding_pairs > 0:
+        from worker.model.dataset import DEFAULT_DATA_DIR, load_all
+        from worker.model.quantize import rounding_pairs
+
+        try:
+            texts = load_all(Path(args.data_dir or DEFAULT_DATA_DIR))
+        except CopeError as exc:
+            raise CopeError(f"{exc}; or export with --rounding-pairs 0") from exc
+        pairs = rounding_pairs(texts, args.rounding_pairs)
     result = export_model(
         args.checkpoint or base_checkpoint_dir(),
         args.out,
@@ -33,6 +45,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         variants=variants,
         seed=args.seed,
+        rounding_pairs=pairs,
     )
     print(
         json.dumps(
@@ -382,6 +395,13 @@ def register(commands: Any) -> None:
     export.add_argument("--threshold", type=float, default=0.5)
     export.add_argument("--variants", default="fp32,fp16,int8")
     export.add_argument("--seed", type=int, default=0)
+    export.add_argument(
+        "--rounding-pairs",
+        type=int,
+        default=256,
+        help="training pairs the int8 weights are rounded against (0: round to nearest)",
+    )
+    export.add_argument("--data-dir", help="labelled data (default: ../shared/data)")
     export.set_defaults(handler=_cmd_export)
     train = model_commands.add_parser(
         "train", help="fine-tune on contradictory pairs (resumable; run in the background)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from worker.errors import ModelError
 from worker.model.graph import fold_constants, use_key_padding_mask
 from worker.model.manifest import Manifest, ModelFile, Variant, sha256_file
+from worker.model.quantize import rounding_batches, to_int8
 
 __all__ = [
     "FUSED_OP_TYPES",
@@ -191,30 +193,6 @@ def to_fp16(source: Path, target: Path) -> None:
     onnx.save(converted, str(target))
 
 
-def to_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization with per-channel weight scales, for the CPU.
-
-    Per-tensor scales moved scores by up to 0.37 in a trial; per-channel keeps
-    them within a few hundredths. Embedding tables (``Gather``) are quantized
-    too: they are two thirds of the fp32 file and cheap to dequantize.
-
-    Weights keep 7 bits (``reduce_range``) so that every x86 CPU computes the
-    same integers: without VNNI, ONNX Runtime's uint8 x int8 kernels add
-    products in pairs in int16, which saturates once weights use all 8 bits,
-    and an audit replayed on another machine would get other labels.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(source),
-        str(target),
-        per_channel=True,
-        reduce_range=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Attention", "Gemm", "Gather"],
-    )
-
-
 def export_model(
     checkpoint: Path,
     out_dir: Path,
@@ -226,11 +204,18 @@ def export_model(
     threshold: float,
     variants: tuple[Variant, ...] = ("fp32", "fp16", "int8"),
     seed: int = 0,
+    rounding_pairs: Sequence[tuple[str, str]] = (),
 ) -> ExportResult:
-    """Export a checkpoint folder to fused ONNX variants and a manifest."""
+    """Export a checkpoint folder to fused ONNX variants and a manifest.
+
+    ``rounding_pairs`` (policy, content) are the calibration text that int8
+    weights are rounded against (``quantize.to_int8``); none rounds to nearest.
+    """
     tokenizer_source = checkpoint / TOKENIZER_FILE
     if not tokenizer_source.is_file():
         raise ModelError(f"checkpoint {checkpoint} has no {TOKENIZER_FILE}")
+    pairs = rounding_pairs if "int8" in variants else ()
+    batches = rounding_batches(tokenizer_source, pairs, max_length, max_policy_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_torch_classifier(checkpoint, seed=seed)
     limit = int(model.config.max_position_embeddings)
@@ -244,7 +229,7 @@ def export_model(
     if "fp16" in variants:
         to_fp16(fp32, out_dir / _VARIANT_FILES["fp16"])
     if "int8" in variants:
-        to_int8(fp32, out_dir / _VARIANT_FILES["int8"])
+        to_int8(fp32, out_dir / _VARIANT_FILES["int8"], batches)
     if "fp32" not in variants:
         fp32.unlink()
     unfused.unlink()
