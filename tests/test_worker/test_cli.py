@@ -213,21 +213,23 @@ def test_export_rejects_an_unknown_variant(
     ("option", "message"),
     [
         (["--rounding-pairs", "-1"], "--rounding-pairs must be 0 or more, not -1"),
+        # The tiny model's 64-token policy budget cannot hold a library policy.
         (["--rounding-pairs", "4"], "a rounding pair's policy is "),
         (["--data-dir", "/nonexistent"], "or export with --rounding-pairs 0"),
     ],
 )
 def test_export_explains_rounding_pairs_it_cannot_use(
     tiny_checkpoint: Path,
+    data_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     option: list[str],
     message: str,
 ) -> None:
-    """The tiny model's 64-token policy budget cannot hold a library policy."""
     out = tmp_path / "exported"
     export = ["model", "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
-    code = main([*export, "--max-length", "128", "--max-policy-tokens", "64", *option])
+    tiny = ["--max-length", "128", "--max-policy-tokens", "64", "--data-dir", str(data_dir)]
+    code = main([*export, *tiny, *option])
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (out / "manifest.json").exists()
@@ -436,3 +438,22 @@ def test_average_prints_its_provenance_and_refuses_one_checkpoint(
     err = capsys.readouterr().err
     assert "at least two" in err
     assert "Traceback" not in err
+
+
+def test_export_refuses_to_round_against_data_without_training_texts(
+    tiny_checkpoint: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rounding to nearest instead, without saying so, would ship a worse model unnoticed."""
+    for path in data_dir.rglob("*"):
+        if path.suffix == ".jsonl":
+            path.write_text("")
+        elif path.suffix == ".csv":
+            lines = path.read_text().splitlines(keepends=True)
+            comments = sum(line.startswith("#") for line in lines)
+            path.write_text("".join(lines[: comments + 1]))  # the header alone
+    out = tmp_path / "exported"
+    export = ["model", "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    tiny = ["--max-length", "128", "--max-policy-tokens", "64", "--data-dir", str(data_dir)]
+    assert main([*export, *tiny]) == 2
+    assert "no training-split text under a library policy" in capsys.readouterr().err
+    assert not (out / "manifest.json").exists()

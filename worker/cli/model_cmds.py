@@ -35,6 +35,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         except CopeError as exc:
             raise CopeError(f"{exc}; or export with --rounding-pairs 0") from exc
         pairs = rounding_pairs(texts, args.rounding_pairs)
+        if not pairs:
+            raise CopeError(
+                "no training-split text under a library policy to round int8 weights"
+                " against; export with --rounding-pairs 0"
+            )
     result = export_model(
         args.checkpoint or base_checkpoint_dir(),
         args.out,
