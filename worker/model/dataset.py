@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +52,12 @@ PYRIT_FILES = {
     "info_integrity.csv": "misinformation",
 }
 HATECHECK_THREATS = {"threat_dir_h", "threat_norm_h"}
+# Harms HateCheck's texts are not about. Without them as negatives, the
+# sexual policy flagged hate that names women or gay people (0.37.4: "I
+# really can't stand her." 0.94); rape threats stay unlabelled there, since
+# a labeller could read sexual violence as sexual content.
+HATECHECK_NOT_ABOUT = ("sexual", "sexual-minors", "self-harm")
+_SEXUAL_VIOLENCE = re.compile(r"\brap(e|es|ed|ing|ist|ists)\b", re.IGNORECASE)
 # Harms the moderation sets are not about: their texts are negative there.
 UNRELATED_AREAS = ("spam", "privacy", "exploits", "misinformation")
 
@@ -133,7 +140,11 @@ def load_davidson(data_dir: Path, limit: int) -> Iterator[LabelledText]:
 
 
 def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
-    """HateCheck: gold hateful/non-hateful; threats are also threatening hate and violence."""
+    """HateCheck: gold hateful/non-hateful; threats are also threatening hate and violence.
+
+    Every case is also negative under the harms it is not about
+    (``HATECHECK_NOT_ABOUT``), bar rape threats under ``sexual``.
+    """
     path = _require(data_dir / "hatecheck" / "test_suite_cases.csv")
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
@@ -142,6 +153,9 @@ def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
             labels = {"hate": hateful, "hate-threatening": threatening}
             if threatening:
                 labels["violence"] = 1
+            labels |= dict.fromkeys(HATECHECK_NOT_ABOUT, 0)
+            if _SEXUAL_VIOLENCE.search(row["test_case"]):
+                del labels["sexual"]
             traits = frozenset({"source:hatecheck", f"hatecheck:{row['functionality']}"})
             yield LabelledText(
                 "hatecheck",

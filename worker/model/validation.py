@@ -1,6 +1,6 @@
 """What matters about a policy-steerable model, measured on content it never saw.
 
-Four questions, each on the validation split of the shared data, less the
+Five questions, each on the validation split of the shared data, less the
 calibration slice (``calibration_texts``), so the cut the report judges was
 never fitted on the content it is judged on:
 
@@ -15,7 +15,9 @@ never fitted on the content it is judged on:
   under probes, more held-out policies carrying one edit each, when given;
   and under seen edited policies, the control: a model that memorised the
   training policies does as well there as one that reads them, so only the
-  gap between seen and held-out tells the two apart.
+  gap between seen and held-out tells the two apart;
+- HateCheck under the library policies of harms it is not about (sexual,
+  sexual-minors, self-harm), where every text is negative.
 
 A figure at one threshold mixes the model's ranking with its calibration;
 a threshold sweep repeats the headline figures at other cuts from the same
@@ -28,12 +30,19 @@ Pure over a scoring function, so tests run it without a model.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from policy_registry import library_policy
-from worker.model.dataset import OPENAI_CATEGORIES, VALIDATION_SHARE, LabelledText, split_of
+from worker.model.dataset import (
+    HATECHECK_NOT_ABOUT,
+    OPENAI_CATEGORIES,
+    VALIDATION_SHARE,
+    LabelledText,
+    split_of,
+)
 from worker.model.evaluate import binary_metrics, f1_interval
 from worker.model.policy_variants import HELD_OUT_AREAS, PolicyVariant
 
@@ -44,6 +53,7 @@ __all__ = [
     "calibration_pairs",
     "calibration_texts",
     "hatecheck_library",
+    "hatecheck_not_about",
     "validation_report",
     "validation_texts",
 ]
@@ -331,6 +341,36 @@ def hatecheck_library(
     }
 
 
+def hatecheck_not_about(
+    texts: Sequence[LabelledText], score: Scorer, threshold: float
+) -> dict[str, Any]:
+    """HateCheck validation texts under the library policies of harms they are not about.
+
+    Every such pair is negative, so the figure is the share flagged: hate
+    that names women or gay people read as sexual content was invisible to
+    the sections above, which score HateCheck under hate policies only.
+    """
+    items = [item for item in validation_texts(texts) if item.source == "hatecheck"]
+    report: dict[str, Any] = {}
+    for area in HATECHECK_NOT_ABOUT:
+        policy = library_policy(area)
+        labelled = [item for item in items if area in item.labels]
+        scores = _scores(score, [Scored(area, policy, item.text, 0) for item in labelled])
+        flagged = [
+            (item, value)
+            for item, value in zip(labelled, scores, strict=True)
+            if value >= threshold
+        ]
+        report[area] = {
+            "n": len(labelled),
+            "flagged_share": round(len(flagged) / len(labelled), 4) if labelled else None,
+            "flagged_by_functionality": dict(
+                Counter(_functionality(item) for item, _ in flagged).most_common()
+            ),
+        }
+    return report
+
+
 def _flag_everything(flipped: Sequence[Scored], kept: Sequence[Scored]) -> dict[str, Any]:
     """Flip and kept accuracy of a scorer that flags every text: the floor to beat.
 
@@ -509,6 +549,7 @@ def validation_report(
         items, seen_edited, score, limit // 4, threshold, rng
     )
     report["hatecheck_library"] = hatecheck_library(texts, score, threshold)
+    report["hatecheck_not_about"] = hatecheck_not_about(texts, score, threshold)
     return report
 
 
@@ -556,4 +597,7 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
             headlines[f"{section}_kept_lost_to_edit"] = report[section]["kept_lost_to_edit"]
     headlines["hatecheck_library_f1"] = report["hatecheck_library"]["f1"]
     headlines["hatecheck_library_accuracy"] = report["hatecheck_library"]["accuracy"]
+    headlines["hatecheck_not_about_flagged"] = {
+        area: section["flagged_share"] for area, section in report["hatecheck_not_about"].items()
+    }
     return headlines

@@ -33,9 +33,10 @@ def test_every_source_maps_onto_library_policies(data_dir: Path) -> None:
     assert texts["davidson-1"].labels == {"hate": 0, "offensive-language": 1} | unrelated
     assert texts["davidson-1"].traits == {"source:davidson", "davidson:1"}
     threat = {"hate": 1, "hate-threatening": 1, "violence": 1}
-    assert texts["hatecheck-1"].labels == threat | unrelated
-    assert texts["hatecheck-2"].labels == {"hate": 1, "hate-threatening": 0} | unrelated
-    assert texts["hatecheck-3"].labels == {"hate": 0, "hate-threatening": 0} | unrelated
+    not_about = {"sexual": 0, "sexual-minors": 0, "self-harm": 0}
+    assert texts["hatecheck-1"].labels == threat | not_about | unrelated
+    assert texts["hatecheck-2"].labels == {"hate": 1, "hate-threatening": 0} | not_about | unrelated
+    assert texts["hatecheck-3"].labels == {"hate": 0, "hate-threatening": 0} | not_about | unrelated
     assert texts["hatecheck-3"].traits == {"source:hatecheck", "hatecheck:counter_quote_nh"}
     assert texts["toxigen-0"].labels == {"hate": 1} | unrelated
     assert texts["pyrit-violence-0"].labels == {"violence": 1, "spam": 0}
@@ -95,3 +96,16 @@ def test_only_requested_policies_become_pairs(data_dir: Path) -> None:
 def test_a_missing_data_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CopeError, match=r"dev\.jsonl not found"):
         load_all(tmp_path)
+
+
+def test_hatecheck_rape_threats_stay_unlabelled_under_the_sexual_policy(data_dir: Path) -> None:
+    """A labeller could read sexual violence as sexual content; other harms stay negative."""
+    cases = data_dir / "hatecheck" / "test_suite_cases.csv"
+    with cases.open("a") as handle:
+        handle.write("3,threat_dir_h,4,I'll have to rape a [group] today.,hateful\n")
+        handle.write("4,derog_neg_emote_h,5,Grapes are better than [group].,hateful\n")
+    texts = {item.content_id: item for item in load_all(data_dir)}
+    assert "sexual" not in texts["hatecheck-4"].labels
+    assert texts["hatecheck-4"].labels["sexual-minors"] == 0
+    assert texts["hatecheck-4"].labels["self-harm"] == 0
+    assert texts["hatecheck-5"].labels["sexual"] == 0  # "rape" inside another word

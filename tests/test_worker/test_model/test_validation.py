@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from policy_registry import library_policy
-from worker.model.dataset import OPENAI_CATEGORIES, UNRELATED_AREAS, LabelledText, split_of
+from worker.model.dataset import (
+    HATECHECK_NOT_ABOUT,
+    OPENAI_CATEGORIES,
+    UNRELATED_AREAS,
+    LabelledText,
+    split_of,
+)
 from worker.model.harm_areas import HARM_AREAS
 from worker.model.policy_variants import PolicyVariant, edit_probes, generate_variants
 from worker.model.validation import (
     any_category_texts,
     calibration_pairs,
     calibration_texts,
+    hatecheck_not_about,
     validation_report,
     validation_texts,
 )
@@ -450,3 +458,38 @@ def test_validate_measures_the_variant_it_is_asked_for_and_names_a_missing_one(
         err = capsys.readouterr().err
         assert "has no fp32 variant (present: int8)" in err
     assert load_manifest(worker_model_dir).calibration is None
+
+
+def test_hatecheck_under_harms_it_is_not_about_counts_what_a_model_flags_there() -> None:
+    texts = [
+        replace(item, labels=item.labels | dict.fromkeys(HATECHECK_NOT_ABOUT, 0))
+        for item in _texts()
+        if item.source == "hatecheck"
+    ]
+    texts.append(  # a rape threat: unlabelled under sexual, so never scored there
+        LabelledText(
+            "hatecheck",
+            "hc-unlabelled",
+            "unlabelled text",
+            {"hate": 1, "self-harm": 0},
+            frozenset({"source:hatecheck", "hatecheck:threat_dir_h"}),
+        )
+    )
+    sexual = library_policy("sexual")
+    threats = {t.text for t in texts if "hatecheck:threat_dir_h" in t.traits}
+
+    def reads_threats_as_sexual(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        assert (sexual, "unlabelled text") not in pairs
+        return [float(policy == sexual and text in threats) for policy, text in pairs]
+
+    report = hatecheck_not_about(texts, reads_threats_as_sexual, 0.5)
+    hatecheck = validation_texts(texts)
+    in_sexual = [t for t in hatecheck if "sexual" in t.labels]
+    expected = sum(t.text in threats for t in in_sexual)
+    assert 0 < expected < len(in_sexual)
+    assert report["sexual"]["n"] == len(in_sexual)  # every labelled text, not a sample
+    assert report["sexual"]["flagged_share"] == round(expected / len(in_sexual), 4)
+    assert report["sexual"]["flagged_by_functionality"] == {"threat_dir_h": expected}
+    for area in ("sexual-minors", "self-harm"):
+        assert report[area]["flagged_share"] == 0.0
+        assert report[area]["flagged_by_functionality"] == {}
