@@ -24,6 +24,9 @@ from worker.model.carry import SIDE_FILES, WEIGHTS_FILE, require_new_folder
 __all__ = ["average_checkpoints"]
 
 PROVENANCE_FILE = "average.json"
+# Settings that shape training only: a recovered checkpoint keeps the base
+# encoder's dropout, a trained one the run's, and the weights agree anyway.
+_TRAINING_ONLY = ("attention_probs_dropout_prob", "hidden_dropout_prob")
 
 
 def _shares(count: int, weights: Sequence[float] | None) -> list[float]:
@@ -47,8 +50,16 @@ def _same_side_files(checkpoints: Sequence[Path]) -> None:
         for other in checkpoints[1:]:
             if not (other / name).is_file():
                 raise ModelError(f"no {name} in checkpoint {other}")
-            if (other / name).read_bytes() != first.read_bytes():
+            if _comparable(other / name) != _comparable(first):
                 raise ModelError(f"{name} differs between {checkpoints[0]} and {other}")
+
+
+def _comparable(path: Path) -> Any:
+    """A side file as averaging compares it: the config less its training-only settings."""
+    if path.name != "config.json":
+        return path.read_bytes()
+    config = json.loads(path.read_text(encoding="utf-8"))
+    return {key: value for key, value in config.items() if key not in _TRAINING_ONLY}
 
 
 def average_checkpoints(

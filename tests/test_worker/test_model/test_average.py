@@ -89,6 +89,12 @@ def test_checkpoints_of_different_shapes_or_vocabularies_are_refused(
     with pytest.raises(ModelError, match=f"tensor {name} is missing or shaped differently"):
         average_checkpoints([tiny_checkpoint, reshaped], tmp_path / "soup-1")
 
+    resized = _shifted(tiny_checkpoint, tmp_path / "resized", 0.0)
+    config = json.loads((resized / "config.json").read_text())
+    (resized / "config.json").write_text(json.dumps(config | {"num_attention_heads": 1}))
+    with pytest.raises(ModelError, match=r"config\.json differs"):
+        average_checkpoints([tiny_checkpoint, resized], tmp_path / "soup-0")
+
     retokenized = _shifted(tiny_checkpoint, tmp_path / "retokenized", 0.0)
     (retokenized / "tokenizer.json").write_text("{}")
     with pytest.raises(ModelError, match=r"tokenizer\.json differs"):
@@ -113,3 +119,17 @@ def test_a_folder_that_holds_files_is_never_written_over(
     with pytest.raises(ModelError, match="is a file"):
         average_checkpoints([tiny_checkpoint, other], a_file)
     assert a_file.read_text() == "someone's notes"
+
+
+def test_checkpoints_that_differ_only_in_training_dropout_average(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A recovered checkpoint keeps dropout 0.1, a trained one the run's 0.0."""
+    trained = _shifted(tiny_checkpoint, tmp_path / "trained", 0.5)
+    config = json.loads((trained / "config.json").read_text())
+    config["attention_probs_dropout_prob"] = 0.0
+    (trained / "config.json").write_text(json.dumps(config, indent=2))
+    average_checkpoints([tiny_checkpoint, trained], tmp_path / "soup")
+    first = _weights(tiny_checkpoint)
+    name = next(n for n, t in first.items() if np.issubdtype(t.dtype, np.floating))
+    assert np.allclose(_weights(tmp_path / "soup")[name], first[name] + 0.25, atol=1e-6)
