@@ -69,9 +69,14 @@ def main() -> None:
     reference = graph_logits(fp32, tokenizer, pairs)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for index, name in enumerate(("8-bit, nearest", "7-bit, nearest", "7-bit, error feedback")):
+        roundings = (
+            ("8-bit, nearest", False, []),
+            ("7-bit, nearest", True, []),
+            ("7-bit, error feedback", True, calibration),
+        )
+        for index, (name, seven_bit, against) in enumerate(roundings):
             target = Path(scratch) / f"{index}.onnx"
-            to_int8(fp32, target, calibration if index == 2 else [], seven_bit=index > 0)
+            to_int8(fp32, target, against, seven_bit=seven_bit)
             results[name] = _gaps(graph_logits(target, tokenizer, pairs), reference)
             print(f"{name:24s} {results[name]}", flush=True)
     report = {

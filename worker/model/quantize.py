@@ -17,6 +17,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,9 @@ from worker.model.dataset import LabelledText, split_of
 from worker.model.runtime import pad_batch
 from worker.model.tokenize import PairTokenizer
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 __all__ = [
     "WEIGHT_LIMIT",
@@ -94,8 +98,13 @@ def quantized_weights(fp32_graph: Path, int8_graph: Path) -> list[QuantizedWeigh
     """Every matmul weight of the fp32 graph that the int8 graph multiplies as integers."""
     import onnx
 
-    source = onnx.load(str(fp32_graph)).graph
-    quantized = {tensor.name for tensor in onnx.load(str(int8_graph)).graph.initializer}
+    return _matched_weights(onnx.load(str(fp32_graph)), onnx.load(str(int8_graph)))
+
+
+def _matched_weights(fp32_model: ModelProto, int8_model: ModelProto) -> list[QuantizedWeight]:
+    """``quantized_weights`` of graphs already in memory."""
+    source = fp32_model.graph
+    quantized = {tensor.name for tensor in int8_model.graph.initializer}
     floats = {tensor.name for tensor in source.initializer}
     found = []
     for node in source.node:
@@ -204,11 +213,11 @@ def _round_against(
     import onnx
     from onnx import numpy_helper
 
-    weights = quantized_weights(fp32_graph, int8_graph)
-    floats = {tensor.name: tensor for tensor in onnx.load(str(fp32_graph)).graph.initializer}
+    source = onnx.load(str(fp32_graph))
     model = onnx.load(str(int8_graph))
+    floats = {tensor.name: tensor for tensor in source.graph.initializer}
     tensors = {tensor.name: tensor for tensor in model.graph.initializer}
-    for weight in weights:
+    for weight in _matched_weights(source, model):
         values = numpy_helper.to_array(floats[weight.weight])
         values = values.T if weight.transposed else values
         scale = numpy_helper.to_array(tensors[weight.scale])
