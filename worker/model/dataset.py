@@ -52,12 +52,29 @@ PYRIT_FILES = {
     "info_integrity.csv": "misinformation",
 }
 HATECHECK_THREATS = {"threat_dir_h", "threat_norm_h"}
-# Harms HateCheck's texts are not about. Without them as negatives, the
-# sexual policy flagged hate that names women or gay people (0.37.4: "I
-# really can't stand her." 0.94); rape threats stay unlabelled there, since
-# a labeller could read sexual violence as sexual content.
-HATECHECK_NOT_ABOUT = ("sexual", "sexual-minors", "self-harm")
-_SEXUAL_VIOLENCE = re.compile(r"\brap(e|es|ed|ing|ist|ists)\b", re.IGNORECASE)
+# Harms the group-hate sets (HateCheck, ToxiGen) are not about: their texts
+# are negatives there. Without them, the sexual policy flagged hate that names
+# women or gay people (0.37.4: "I really can't stand her." 0.94; "kids from
+# china are outsmarting our kids" flagged too). A text that names the harm
+# stays unlabelled under it, since a labeller could read it either way:
+# rape threats under sexual, "gay men are pedophiles" under sexual-minors.
+# Sexual slurs used as insults stay negative: the library policy says so.
+GROUP_HATE_NOT_ABOUT = ("sexual", "sexual-minors", "self-harm")
+_NAMES_HARM = {
+    "sexual": re.compile(
+        r"\b(rap(e|es|ed|ing|ist|ists)|(?<!-)sex|sexual(ly)?|sexy|porn\w*|nudes?|genitals?"
+        r"|penis|vagina|orgasm\w*|pedophil\w*|paedophil\w*|molest\w*)\b",
+        re.IGNORECASE,
+    ),
+    "sexual-minors": re.compile(
+        r"\b(pedophil\w*|paedophil\w*|molest\w*|child sexual|sexual abuse)", re.IGNORECASE
+    ),
+    "self-harm": re.compile(
+        r"\b(suicid\w*|self-harm\w*|cutting|(kill|killing|hurt|hurting)"
+        r" (my|your|them|him|her)sel(f|ves)|anorexi\w*|bulimi\w*|eating disorders?)\b",
+        re.IGNORECASE,
+    ),
+}
 # Harms the moderation sets are not about: their texts are negative there.
 UNRELATED_AREAS = ("spam", "privacy", "exploits", "misinformation")
 
@@ -139,11 +156,15 @@ def load_davidson(data_dir: Path, limit: int) -> Iterator[LabelledText]:
             yield LabelledText("davidson", f"davidson-{row['']}", row["tweet"], labels, traits)
 
 
+def negatives_not_about(text: str) -> dict[str, int]:
+    """Negative labels under ``GROUP_HATE_NOT_ABOUT``, bar the harms the text names."""
+    return {area: 0 for area in GROUP_HATE_NOT_ABOUT if not _NAMES_HARM[area].search(text)}
+
+
 def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
     """HateCheck: gold hateful/non-hateful; threats are also threatening hate and violence.
 
-    Every case is also negative under the harms it is not about
-    (``HATECHECK_NOT_ABOUT``), bar rape threats under ``sexual``.
+    Every case is also negative under the harms it is not about (``negatives_not_about``).
     """
     path = _require(data_dir / "hatecheck" / "test_suite_cases.csv")
     with path.open(encoding="utf-8", newline="") as handle:
@@ -153,9 +174,7 @@ def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
             labels = {"hate": hateful, "hate-threatening": threatening}
             if threatening:
                 labels["violence"] = 1
-            labels |= dict.fromkeys(HATECHECK_NOT_ABOUT, 0)
-            if _SEXUAL_VIOLENCE.search(row["test_case"]):
-                del labels["sexual"]
+            labels |= negatives_not_about(row["test_case"])
             traits = frozenset({"source:hatecheck", f"hatecheck:{row['functionality']}"})
             yield LabelledText(
                 "hatecheck",
@@ -167,6 +186,7 @@ def load_hatecheck(data_dir: Path) -> Iterator[LabelledText]:
 
 
 def load_toxigen(data_dir: Path) -> Iterator[LabelledText]:
+    """ToxiGen: hateful or neutral statements about groups; also ``negatives_not_about``."""
     path = _require(data_dir / "toxigen" / "demonstrations.jsonl")
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines):
@@ -175,7 +195,7 @@ def load_toxigen(data_dir: Path) -> Iterator[LabelledText]:
                 "toxigen",
                 f"toxigen-{number}",
                 row["text"],
-                {"hate": int(row["label"])},
+                {"hate": int(row["label"])} | negatives_not_about(row["text"]),
                 frozenset({"source:toxigen"}),
             )
 

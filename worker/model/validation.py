@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from policy_registry import library_policy
 from worker.model.dataset import (
-    HATECHECK_NOT_ABOUT,
+    GROUP_HATE_NOT_ABOUT,
     OPENAI_CATEGORIES,
     VALIDATION_SHARE,
     LabelledText,
@@ -53,7 +53,7 @@ __all__ = [
     "calibration_pairs",
     "calibration_texts",
     "hatecheck_library",
-    "hatecheck_not_about",
+    "not_about",
     "validation_report",
     "validation_texts",
 ]
@@ -341,18 +341,23 @@ def hatecheck_library(
     }
 
 
-def hatecheck_not_about(
-    texts: Sequence[LabelledText], score: Scorer, threshold: float
+def _kind(item: LabelledText) -> str:
+    """HateCheck's functionality, or ToxiGen's hateful / neutral label."""
+    return _functionality(item) or ("hateful" if item.labels.get("hate") else "neutral")
+
+
+def not_about(
+    texts: Sequence[LabelledText], score: Scorer, threshold: float, source: str
 ) -> dict[str, Any]:
-    """HateCheck validation texts under the library policies of harms they are not about.
+    """A group-hate set's validation texts under the library policies of harms they are not about.
 
     Every such pair is negative, so the figure is the share flagged: hate
     that names women or gay people read as sexual content was invisible to
     the sections above, which score HateCheck under hate policies only.
     """
-    items = [item for item in validation_texts(texts) if item.source == "hatecheck"]
+    items = [item for item in validation_texts(texts) if item.source == source]
     report: dict[str, Any] = {}
-    for area in HATECHECK_NOT_ABOUT:
+    for area in GROUP_HATE_NOT_ABOUT:
         policy = library_policy(area)
         labelled = [item for item in items if area in item.labels]
         scores = _scores(score, [Scored(area, policy, item.text, 0) for item in labelled])
@@ -364,9 +369,7 @@ def hatecheck_not_about(
         report[area] = {
             "n": len(labelled),
             "flagged_share": round(len(flagged) / len(labelled), 4) if labelled else None,
-            "flagged_by_functionality": dict(
-                Counter(_functionality(item) for item, _ in flagged).most_common()
-            ),
+            "flagged_by": dict(Counter(_kind(item) for item, _ in flagged).most_common()),
         }
     return report
 
@@ -549,7 +552,8 @@ def validation_report(
         items, seen_edited, score, limit // 4, threshold, rng
     )
     report["hatecheck_library"] = hatecheck_library(texts, score, threshold)
-    report["hatecheck_not_about"] = hatecheck_not_about(texts, score, threshold)
+    for source in ("hatecheck", "toxigen"):
+        report[f"{source}_not_about"] = not_about(texts, score, threshold, source)
     return report
 
 
@@ -597,7 +601,9 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
             headlines[f"{section}_kept_lost_to_edit"] = report[section]["kept_lost_to_edit"]
     headlines["hatecheck_library_f1"] = report["hatecheck_library"]["f1"]
     headlines["hatecheck_library_accuracy"] = report["hatecheck_library"]["accuracy"]
-    headlines["hatecheck_not_about_flagged"] = {
-        area: section["flagged_share"] for area, section in report["hatecheck_not_about"].items()
-    }
+    for source in ("hatecheck", "toxigen"):
+        headlines[f"{source}_not_about_flagged"] = {
+            area: section["flagged_share"]
+            for area, section in report[f"{source}_not_about"].items()
+        }
     return headlines

@@ -11,7 +11,7 @@ import pytest
 
 from policy_registry import library_policy
 from worker.model.dataset import (
-    HATECHECK_NOT_ABOUT,
+    GROUP_HATE_NOT_ABOUT,
     OPENAI_CATEGORIES,
     UNRELATED_AREAS,
     LabelledText,
@@ -23,7 +23,7 @@ from worker.model.validation import (
     any_category_texts,
     calibration_pairs,
     calibration_texts,
-    hatecheck_not_about,
+    not_about,
     validation_report,
     validation_texts,
 )
@@ -462,7 +462,7 @@ def test_validate_measures_the_variant_it_is_asked_for_and_names_a_missing_one(
 
 def test_hatecheck_under_harms_it_is_not_about_counts_what_a_model_flags_there() -> None:
     texts = [
-        replace(item, labels=item.labels | dict.fromkeys(HATECHECK_NOT_ABOUT, 0))
+        replace(item, labels=item.labels | dict.fromkeys(GROUP_HATE_NOT_ABOUT, 0))
         for item in _texts()
         if item.source == "hatecheck"
     ]
@@ -482,14 +482,43 @@ def test_hatecheck_under_harms_it_is_not_about_counts_what_a_model_flags_there()
         assert (sexual, "unlabelled text") not in pairs
         return [float(policy == sexual and text in threats) for policy, text in pairs]
 
-    report = hatecheck_not_about(texts, reads_threats_as_sexual, 0.5)
+    report = not_about(texts, reads_threats_as_sexual, 0.5, "hatecheck")
     hatecheck = validation_texts(texts)
     in_sexual = [t for t in hatecheck if "sexual" in t.labels]
     expected = sum(t.text in threats for t in in_sexual)
     assert 0 < expected < len(in_sexual)
     assert report["sexual"]["n"] == len(in_sexual)  # every labelled text, not a sample
     assert report["sexual"]["flagged_share"] == round(expected / len(in_sexual), 4)
-    assert report["sexual"]["flagged_by_functionality"] == {"threat_dir_h": expected}
+    assert report["sexual"]["flagged_by"] == {"threat_dir_h": expected}
     for area in ("sexual-minors", "self-harm"):
         assert report[area]["flagged_share"] == 0.0
-        assert report[area]["flagged_by_functionality"] == {}
+        assert report[area]["flagged_by"] == {}
+
+
+def test_toxigen_under_harms_it_is_not_about_counts_flags_by_its_hate_label() -> None:
+    texts = [
+        LabelledText(
+            "toxigen",
+            f"tg-{n}",
+            f"toxigen text {n}",
+            {"hate": n % 2} | dict.fromkeys(GROUP_HATE_NOT_ABOUT, 0),
+            frozenset({"source:toxigen"}),
+        )
+        for n in range(200)
+    ]
+    hateful = {t.text for t in texts if t.labels["hate"]}
+    self_harm = library_policy("self-harm")
+
+    def reads_hate_as_self_harm(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return [float(policy == self_harm and text in hateful) for policy, text in pairs]
+
+    report = not_about(texts, reads_hate_as_self_harm, 0.5, "toxigen")
+    held = validation_texts(texts)
+    expected = sum(t.text in hateful for t in held)
+    assert 0 < expected < len(held)
+    assert report["self-harm"] == {
+        "n": len(held),
+        "flagged_share": round(expected / len(held), 4),
+        "flagged_by": {"hateful": expected},
+    }
+    assert report["sexual"]["flagged_share"] == 0.0
