@@ -59,16 +59,16 @@ HATECHECK_THREATS = {"threat_dir_h", "threat_norm_h"}
 # stays unlabelled under it, since a labeller could read it either way:
 # rape threats under sexual, "gay men are pedophiles" under sexual-minors.
 # Sexual slurs used as insults stay negative: the library policy says so.
+GROUP_HATE_SOURCES = ("hatecheck", "toxigen")
 GROUP_HATE_NOT_ABOUT = ("sexual", "sexual-minors", "self-harm")
+_CHILD_ABUSE = r"pedophil\w*|paedophil\w*|molest\w*"
 _NAMES_HARM = {
     "sexual": re.compile(
         r"\b(rap(e|es|ed|ing|ist|ists)|(?<!-)sex|sexual(ly)?|sexy|porn\w*|nudes?|genitals?"
-        r"|penis|vagina|orgasm\w*|pedophil\w*|paedophil\w*|molest\w*)\b",
+        rf"|penis|vagina|orgasm\w*|{_CHILD_ABUSE})\b",
         re.IGNORECASE,
     ),
-    "sexual-minors": re.compile(
-        r"\b(pedophil\w*|paedophil\w*|molest\w*|child sexual|sexual abuse)", re.IGNORECASE
-    ),
+    "sexual-minors": re.compile(rf"\b({_CHILD_ABUSE}|child sexual|sexual abuse)", re.IGNORECASE),
     "self-harm": re.compile(
         r"\b(suicid\w*|self-harm\w*|cutting|(kill|killing|hurt|hurting)"
         r" (my|your|them|him|her)sel(f|ves)|anorexi\w*|bulimi\w*|eating disorders?)\b",

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from policy_registry import library_policy
 from worker.model.dataset import (
     GROUP_HATE_NOT_ABOUT,
+    GROUP_HATE_SOURCES,
     OPENAI_CATEGORIES,
     VALIDATION_SHARE,
     LabelledText,
@@ -552,7 +553,7 @@ def validation_report(
         items, seen_edited, score, limit // 4, threshold, rng
     )
     report["hatecheck_library"] = hatecheck_library(texts, score, threshold)
-    for source in ("hatecheck", "toxigen"):
+    for source in GROUP_HATE_SOURCES:
         report[f"{source}_not_about"] = not_about(texts, score, threshold, source)
     return report
 
@@ -601,7 +602,7 @@ def _headlines(report: dict[str, Any]) -> dict[str, Any]:
             headlines[f"{section}_kept_lost_to_edit"] = report[section]["kept_lost_to_edit"]
     headlines["hatecheck_library_f1"] = report["hatecheck_library"]["f1"]
     headlines["hatecheck_library_accuracy"] = report["hatecheck_library"]["accuracy"]
-    for source in ("hatecheck", "toxigen"):
+    for source in GROUP_HATE_SOURCES:
         headlines[f"{source}_not_about_flagged"] = {
             area: section["flagged_share"]
             for area, section in report[f"{source}_not_about"].items()
